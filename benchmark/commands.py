@@ -1,0 +1,134 @@
+"""The sub-commands behind ``python -m benchmark``; each takes the parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tabulate import tabulate
+
+from benchmark.cli import open_store
+from results import RunRecord
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.runner import RunRequest, execute, pick_device, resolve_configs
+
+    device = pick_device(args.device)
+    with open_store(args.workdir) as store:
+        for seed in args.seed:
+            request = RunRequest(method=args.method, db=args.db, backbone=args.backbone, seed=seed, fold=args.fold,
+                                 epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                 image_size=args.image_size, pretrained=args.pretrained,
+                                 method_set=args.method_set, db_set=args.db_set, data_root=args.data_root)
+            db, configs = resolve_configs(request)
+            for cfg in configs:
+                record = execute(cfg, db, store, device, force=args.force, progress=not args.quiet)
+                print(run_summary(record))
+    return 0
+
+
+def run_summary(record: RunRecord) -> str:
+    """The per-task test (and validation) metrics of one run, as a small table."""
+    test, val = record.metric_values("test"), record.metric_values("val")
+    rows = [[task, metric, f"{value:.4f}", f"{val.get((task, metric), float('nan')):.4f}"]
+            for (task, metric), value in test.items()]
+    opts = ", ".join(f"{k}={v}" for k, v in sorted(record.method_options.items()))
+    head = (f"run {record.run_id}  {record.method}{f' [{opts}]' if opts else ''}  db={record.db}  "
+            f"backbone={record.backbone}  seed={record.seed}  best epoch={record.best_epoch}  "
+            f"wall={record.wall_time_s or 0:.1f}s")
+    return head + "\n" + tabulate(rows, headers=["task", "metric", "test", "val"], tablefmt="github") + "\n"
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    if args.what == "backbones":
+        from benchmark.backbones import BUILTIN_BACKBONES, list_backbones
+
+        rows = [[name, "builtin" if name in BUILTIN_BACKBONES else "timm", desc] for name, desc in list_backbones(args.pattern)]
+        if not args.pattern:
+            rows.append(["<any timm model>", "timm", "use --pattern GLOB to list timm's models, e.g. --pattern 'resnet*'"])
+    else:
+        if args.what == "methods":
+            from methods import METHODS as registry
+        else:
+            from datasets import DBS as registry
+        rows = [[e.name, e.source, e.description] for e in registry.entries()]
+    print(tabulate(rows, headers=["name", "source", "description"], tablefmt="github"))
+    return 0
+
+
+RESULT_COLUMNS = ["run_id", "status", "method", "options", "db", "backbone", "seed", "fold", "epochs",
+                  "best_epoch", "test_primary", "wall_s", "started_at", "error"]
+
+
+def result_row(r: RunRecord) -> dict:
+    primary = {f"{m.task}:{m.metric}": round(m.value, 4) for m in r.metrics if m.split == "test" and m.primary}
+    return {"run_id": r.run_id, "status": r.status, "method": r.method,
+            "options": ", ".join(f"{k}={v}" for k, v in sorted(r.method_options.items())), "db": r.db,
+            "backbone": r.backbone, "seed": r.seed, "fold": r.fold, "epochs": r.config.get("epochs"),
+            "best_epoch": r.best_epoch, "test_primary": primary,
+            "wall_s": None if r.wall_time_s is None else round(r.wall_time_s, 1), "started_at": r.started_at,
+            "error": r.error}
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    with open_store(args.workdir) as store:
+        rows = [result_row(r) for r in store.runs(db=args.db, method=args.method, status=args.status)]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    elif args.format == "csv":
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=RESULT_COLUMNS)
+        writer.writeheader()
+        writer.writerows({**r, "test_primary": json.dumps(r["test_primary"])} for r in rows)
+    else:
+        table = [[r[c] if c != "test_primary" else " ".join(f"{k}={v}" for k, v in r[c].items()) for c in RESULT_COLUMNS]
+                 for r in rows]
+        print(tabulate(table, headers=RESULT_COLUMNS, tablefmt="github") if rows else "no stored runs match")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports import build_negative_transfer, negative_transfer_table, render
+
+    with open_store(args.workdir) as store:
+        records = store.runs(db=args.db, status="completed")
+    if args.backbone:
+        records = [r for r in records if r.backbone == args.backbone]
+    if not records:
+        raise ValueError(f"no completed run of db {args.db!r} in {args.workdir}; "
+                         f"train some with 'python -m benchmark run --db {args.db} ...'")
+    text = render(negative_transfer_table(build_negative_transfer(records, args.db)), args.format)
+    print(text, end="")
+    if args.out:
+        suffix = {"markdown": "md", "csv": "csv", "json": "json"}[args.format]
+        out = Path(args.out) / f"negative_transfer_{args.db}.{suffix}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    with open_store(args.workdir) as store:
+        records = store.runs(db=args.db, method=args.method)
+        if args.file == "-":
+            count = store.export_jsonl(sys.stdout, records)
+        else:
+            with open(args.file, "w") as out:
+                count = store.export_jsonl(out, records)
+    print(f"exported {count} runs", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; pass a file written by 'python -m benchmark export'")
+    with open_store(args.workdir) as store, path.open() as lines:
+        written, kept = store.import_jsonl(lines, replace=args.replace)
+    print(f"imported {written} runs; kept {kept} already completed here (use --replace to overwrite)")
+    return 0

@@ -1,0 +1,66 @@
+"""RunConfig: the frozen, hashed description of one training run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Fields that say which strategy trains; everything else is the "protocol" a run is compared under.
+METHOD_FIELDS = ("method", "method_options")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's result; its hash is the run's id in the store.
+
+    Args:
+        method: registry name of the method. method_options: every hyperparameter, defaults included.
+        db: registry name of the db. db_options: every db option that defines the data.
+        backbone: ``smallcnn`` or a timm model name. pretrained: local weights file, or None.
+        seed: seed of the run (initialisation, data order). fold: cross-validation fold, or None.
+        epochs, batch_size, lr, image_size, augmentation, label_smoothing: the training protocol.
+    """
+
+    method: str
+    db: str
+    backbone: str
+    seed: int
+    epochs: int
+    batch_size: int
+    lr: float
+    image_size: int
+    augmentation: str = "none"
+    label_smoothing: float = 0.0
+    fold: int | None = None
+    pretrained: str | None = None
+    method_options: dict[str, Any] = field(default_factory=dict)
+    db_options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        return cls(**data)
+
+    @property
+    def run_id(self) -> str:
+        """Hash of the whole config: two equal configs are the same run."""
+        return _digest(self.to_dict())
+
+    @property
+    def protocol_id(self) -> str:
+        """Hash of everything but the method: runs with the same protocol id are comparable."""
+        return _digest({k: v for k, v in self.to_dict().items() if k not in METHOD_FIELDS})
+
+    def describe(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in sorted(self.method_options.items()))
+        return f"{self.method}{'[' + opts + ']' if opts else ''} on {self.db} / {self.backbone} / seed {self.seed}" + (
+            f" / fold {self.fold}" if self.fold is not None else "")
+
+
+def _digest(data: dict[str, Any]) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -1,0 +1,124 @@
+"""From a request to stored runs: resolve configs, skip what is done, train, record the outcome."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmark.config import RunConfig
+from benchmark.options import parse_overrides, resolve
+from benchmark.provenance import environment, now, peak_memory_mb
+from benchmark.tasks import Problem
+from benchmark.train import TrainResult, train
+from datasets import DBS, Db
+from methods import METHODS, Method
+from results import COMPLETED, Metric, ResultsStore, RunRecord
+
+log = logging.getLogger(__name__)
+
+STORE_FILE = "results.sqlite"
+
+
+@dataclass
+class RunRequest:
+    """What a user asked for on the command line or in an experiment file."""
+
+    method: str
+    db: str
+    backbone: str = "smallcnn"
+    seed: int = 0
+    fold: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    image_size: int | None = None
+    pretrained: str | None = None
+    method_set: Sequence[str] = ()
+    db_set: Sequence[str] = ()
+    data_root: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def open_db(name: str, db_set: Sequence[str] = (), data_root: str | None = None) -> Db:
+    """Instantiate the db ``name`` with ``key=value`` options."""
+    cls = DBS.get(name)
+    options = parse_overrides(cls, db_set, f"db {name!r}", exclude=cls.location_options)
+    return cls(data_root=data_root, **options)
+
+
+def resolve_configs(request: RunRequest) -> tuple[Db, list[RunConfig]]:
+    """The db and the fully resolved configs one request stands for (``single_task`` gives one per task)."""
+    method_cls = METHODS.get(request.method)
+    db = open_db(request.db, request.db_set, request.data_root)
+    db.check_fold(request.fold)
+    preset = db.preset()
+    options = resolve(method_cls, parse_overrides(method_cls, request.method_set, f"method {request.method!r}"))
+    expanded = method_cls.expand(options, db.problem())
+    configs = [RunConfig(method=request.method, db=request.db, backbone=request.backbone, seed=request.seed,
+                         epochs=request.epochs or preset.epochs, batch_size=request.batch_size or preset.batch_size,
+                         lr=request.lr or preset.lr, image_size=request.image_size or preset.image_size,
+                         augmentation=preset.augmentation, label_smoothing=preset.label_smoothing, fold=request.fold,
+                         pretrained=request.pretrained, method_options=o, db_options=db.options())
+               for o in expanded]
+    return db, configs
+
+
+def result_metrics(result: TrainResult, problem: Problem) -> list[Metric]:
+    """Flatten val and test metrics into store rows, with direction and primary flags."""
+    rows = []
+    for split, values in (("val", result.val), ("test", result.test)):
+        for task, metrics in values.items():
+            spec = problem.task(task)
+            rows += [Metric(split, task, name, float(v), spec.higher_is_better(name), name == spec.primary)
+                     for name, v in metrics.items()]
+    return rows
+
+
+def execute(cfg: RunConfig, db: Db, store: ResultsStore, device: torch.device, *, force: bool = False,
+            progress: bool = True) -> RunRecord:
+    """Train and store one run, or return the stored one if it already completed (unless ``force``).
+
+    A failure of any kind, Ctrl-C included, marks the run failed with the reason and re-raises.
+    """
+    existing = store.get(cfg.run_id)
+    if existing is not None and existing.status == COMPLETED and not force:
+        log.info("skipping %s: completed run %s exists (use --force to train again)", cfg.describe(), cfg.run_id)
+        return existing
+    method: Method = METHODS.get(cfg.method)(**cfg.method_options)
+    record = RunRecord(run_id=cfg.run_id, protocol_id=cfg.protocol_id, status="running", method=cfg.method, db=cfg.db,
+                       backbone=cfg.backbone, seed=cfg.seed, fold=cfg.fold, config=cfg.to_dict(),
+                       environment=environment(device), started_at=now())
+    store.start_run(record)
+    started = time.perf_counter()
+    try:
+        result = train(cfg, db, method, device, progress=progress)
+    except BaseException as exc:  # KeyboardInterrupt too: the row must not stay "running"
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+        store.fail_run(cfg.run_id, reason, wall_time_s=time.perf_counter() - started, finished_at=now())
+        raise
+    store.complete_run(cfg.run_id, metrics=result_metrics(result, db.problem()), history=result.history,
+                       best_epoch=result.best_epoch, wall_time_s=time.perf_counter() - started,
+                       peak_memory_mb=peak_memory_mb(device), finished_at=now())
+    stored = store.get(cfg.run_id)
+    assert stored is not None
+    return stored
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; an unavailable device is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+    return device
+
+
+def store_path(workdir: str | Path) -> Path:
+    return Path(workdir) / STORE_FILE

@@ -1,0 +1,161 @@
+"""The data contract shared by dbs, methods and the runner: task specs, the problem, batches, masked losses.
+
+Missing annotations are the normal case (Kollias et al., AAAI-24, Sec. 3): a class target of -1
+or an attribute mask of 0 means "not annotated", never "negative". Every loss here is computed
+over annotated entries only and normalised by their count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+TaskKind = Literal["multiclass", "attributes"]
+
+#: Every metric the suite computes, and whether a larger value is better.
+METRIC_HIGHER_IS_BETTER: dict[str, bool] = {
+    "accuracy": True,
+    "mean_class_accuracy": True,
+    "f1_macro": True,
+    "accuracy_mean": True,
+    "f1_mean": True,
+}
+DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
+    "multiclass": ("accuracy", "mean_class_accuracy", "f1_macro"),
+    "attributes": ("f1_mean", "accuracy_mean"),
+}
+DEFAULT_PRIMARY: dict[str, str] = {"multiclass": "accuracy", "attributes": "f1_mean"}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: a multi-class problem over ``labels`` or ``len(labels)`` binary attributes.
+
+    Args:
+        name: task name, used as the head name and in stored metrics.
+        kind: ``"multiclass"`` (one of N classes) or ``"attributes"`` (M binary labels).
+        labels: class names (multiclass) or attribute names (attributes).
+        metrics: the metrics reported for the task; defaults by kind.
+        primary: the metric used for model selection and the negative-transfer verdict.
+    """
+
+    name: str
+    kind: TaskKind
+    labels: tuple[str, ...]
+    metrics: tuple[str, ...] = ()
+    primary: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in DEFAULT_METRICS:
+            raise ValueError(f"task {self.name!r}: kind must be 'multiclass' or 'attributes', got {self.kind!r}")
+        if len(self.labels) < (2 if self.kind == "multiclass" else 1):
+            raise ValueError(f"task {self.name!r}: too few labels ({len(self.labels)})")
+        object.__setattr__(self, "labels", tuple(self.labels))
+        object.__setattr__(self, "metrics", tuple(self.metrics) or DEFAULT_METRICS[self.kind])
+        object.__setattr__(self, "primary", self.primary or DEFAULT_PRIMARY[self.kind])
+        unknown = [m for m in self.metrics if m not in METRIC_HIGHER_IS_BETTER]
+        if unknown or self.primary not in self.metrics:
+            raise ValueError(f"task {self.name!r}: unknown metrics {unknown} or primary {self.primary!r} not in {self.metrics}")
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the task's head: N class logits or M attribute logits."""
+        return len(self.labels)
+
+    def higher_is_better(self, metric: str) -> bool:
+        """Whether a larger value of ``metric`` is better."""
+        return METRIC_HIGHER_IS_BETTER[metric]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a method may know about the db it is built for.
+
+    Args:
+        db: the db's registry name.
+        tasks: the tasks, in head order.
+        priors: relatedness matrices p(attribute | class) by source name (e.g. ``"domain"``),
+            each of shape (N classes, M attributes); empty when the db has none.
+    """
+
+    db: str
+    tasks: tuple[TaskSpec, ...]
+    priors: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def task(self, name: str) -> TaskSpec:
+        """The task called ``name``; an error lists the tasks there are."""
+        for spec in self.tasks:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"db {self.db!r} has no task {name!r}; its tasks are {[t.name for t in self.tasks]}")
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+
+@dataclass
+class Batch:
+    """A mini-batch: inputs, and per task a target and a mask of annotated entries.
+
+    ``targets[t]`` is (B,) int64 with -1 for "not annotated" (multiclass) or (B, M) float in
+    {0, 1} (attributes); ``masks[t]`` is (B,) or (B, M) bool, True where annotated.
+    """
+
+    inputs: Tensor
+    targets: dict[str, Tensor]
+    masks: dict[str, Tensor]
+    index: Tensor
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return Batch(
+            move(self.inputs),
+            {k: move(v) for k, v in self.targets.items()},
+            {k: move(v) for k, v in self.masks.items()},
+            self.index,
+        )
+
+
+def collate(samples: Sequence[dict]) -> Batch:
+    """Stack per-sample dicts ``{"input", "targets", "masks", "index"}`` into a :class:`Batch`."""
+    tasks = samples[0]["targets"].keys()
+    return Batch(
+        inputs=torch.stack([s["input"] for s in samples]),
+        targets={t: torch.stack([torch.as_tensor(s["targets"][t]) for s in samples]) for t in tasks},
+        masks={t: torch.stack([torch.as_tensor(s["masks"][t]) for s in samples]) for t in tasks},
+        index=torch.as_tensor([s["index"] for s in samples]),
+    )
+
+
+def masked_cross_entropy(logits: Tensor, target: Tensor, mask: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """Cross-entropy averaged over annotated samples; 0 (still differentiable) when none is."""
+    mask = mask & (target >= 0)
+    if not bool(mask.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[mask], target[mask], label_smoothing=label_smoothing)
+
+
+def masked_binary_cross_entropy(logits: Tensor, target: Tensor, mask: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """Binary cross-entropy averaged over annotated (sample, attribute) entries; 0 when none is."""
+    weight = mask.to(logits.dtype)
+    if label_smoothing:
+        target = target * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    per_entry = F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")
+    return (per_entry * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def task_loss(spec: TaskSpec, logits: Tensor, target: Tensor, mask: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """The supervised loss of one task over its annotated entries."""
+    if spec.kind == "multiclass":
+        return masked_cross_entropy(logits, target, mask, label_smoothing)
+    return masked_binary_cross_entropy(logits, target, mask, label_smoothing)

@@ -1,0 +1,6 @@
+"""Multi-task strategies, one per module, each a subclass of :class:`methods.base.Method`."""
+
+from methods.base import METHODS, Method, ModelOutput, MultiTaskModel, StepContext
+from methods import no_coupling, single_task  # noqa: F401  (registers the built-in methods)
+
+__all__ = ["METHODS", "Method", "ModelOutput", "MultiTaskModel", "StepContext"]

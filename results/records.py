@@ -1,0 +1,67 @@
+"""The records the store holds: a run and its metrics."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+STATUSES = (RUNNING, COMPLETED, FAILED)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric value of one task on one split."""
+
+    split: str
+    task: str
+    metric: str
+    value: float
+    higher_is_better: bool
+    primary: bool = False
+
+
+@dataclass
+class RunRecord:
+    """A stored run: what was run, where, how it went, and its metrics.
+
+    ``config`` is the run's full resolved config (``benchmark.config.RunConfig.to_dict``);
+    ``links`` names other runs this one used (teachers, a policy run), by role.
+    """
+
+    run_id: str
+    protocol_id: str
+    status: str
+    method: str
+    db: str
+    backbone: str
+    seed: int
+    fold: int | None
+    config: dict[str, Any]
+    environment: dict[str, Any] = field(default_factory=dict)
+    started_at: str = ""
+    finished_at: str | None = None
+    wall_time_s: float | None = None
+    peak_memory_mb: float | None = None
+    best_epoch: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    links: dict[str, Any] = field(default_factory=dict)
+    metrics: list[Metric] = field(default_factory=list)
+
+    @property
+    def method_options(self) -> dict[str, Any]:
+        return dict(self.config.get("method_options", {}))
+
+    def metric_values(self, split: str = "test") -> dict[tuple[str, str], float]:
+        """``{(task, metric): value}`` on ``split``."""
+        return {(m.task, m.metric): m.value for m in self.metrics if m.split == split}
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunRecord:
+        data = dict(data)
+        data["metrics"] = [Metric(**m) for m in data.get("metrics", [])]
+        return cls(**data)
