@@ -51,8 +51,9 @@ class SmallCNN(nn.Module):
         return self.pool(self.features(x)).flatten(1)  # (B, C, 1, 1) -> (B, C)
 
 
+BUILTIN_NAME = "smallcnn"
 BUILTIN_BACKBONES: dict[str, tuple[type[nn.Module], str]] = {
-    "smallcnn": (SmallCNN, "4-stage conv net, 128-d features (mtlbench built-in, for CPU runs)"),
+    BUILTIN_NAME: (SmallCNN, "4-stage conv net, 128-d features (mtlbench built-in, for CPU runs)"),
 }
 
 
@@ -64,6 +65,20 @@ def list_backbones(pattern: str | None = None) -> list[tuple[str, str]]:
         builtin = [(n, d) for n, (_, d) in BUILTIN_BACKBONES.items() if Path(n).match(pattern)]
         return builtin + [(n, PAPER_BACKBONES.get(n, "timm model")) for n in timm.list_models(pattern)]
     return [(n, d) for n, (_, d) in BUILTIN_BACKBONES.items()] + list(PAPER_BACKBONES.items())
+
+
+def check_backbone(name: str, pretrained: str | None = None) -> None:
+    """Fail before any training if ``name`` is no known backbone or ``pretrained`` is no local file."""
+    if name not in BUILTIN_BACKBONES:
+        import timm
+
+        if not timm.is_model(name):
+            close = difflib.get_close_matches(name, list(BUILTIN_BACKBONES) + timm.list_models(), n=5, cutoff=0.6)
+            raise ValueError(f"unknown backbone {name!r}. Did you mean {', '.join(close) or '(no close match)'}? "
+                             f"Run 'python -m benchmark ls backbones [--pattern GLOB]' for the list.")
+    if pretrained and not Path(pretrained).expanduser().is_file():
+        raise FileNotFoundError(f"pretrained weights {pretrained!r} not found. mtlbench never downloads weights: "
+                                f"put a local .pth/.safetensors file there or drop --pretrained to train from scratch")
 
 
 def create_backbone(name: str, pretrained: str | None = None) -> tuple[nn.Module, int]:
@@ -79,10 +94,7 @@ def create_backbone(name: str, pretrained: str | None = None) -> tuple[nn.Module
     else:
         import timm
 
-        if not timm.is_model(name):
-            close = difflib.get_close_matches(name, list(BUILTIN_BACKBONES) + timm.list_models(), n=5, cutoff=0.6)
-            raise ValueError(f"unknown backbone {name!r}. Did you mean {', '.join(close) or '(no close match)'}? "
-                             f"Run 'python -m benchmark ls backbones [--pattern GLOB]' for the list.")
+        check_backbone(name)
         model = timm.create_model(name, pretrained=False, num_classes=0)  # num_classes=0: pooled features
     if pretrained:
         load_local_weights(model, pretrained)
@@ -91,10 +103,8 @@ def create_backbone(name: str, pretrained: str | None = None) -> tuple[nn.Module
 
 def load_local_weights(model: nn.Module, path: str) -> None:
     """Load a local checkpoint into ``model``, ignoring classifier weights; never downloads."""
+    check_backbone(BUILTIN_NAME, path)
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise FileNotFoundError(f"pretrained weights {str(file)!r} not found. mtlbench never downloads weights: "
-                                f"put a local .pth/.safetensors file there or drop --pretrained to train from scratch")
     if file.suffix == ".safetensors":
         from safetensors.torch import load_file
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from benchmark.backbones import check_backbone
 from benchmark.config import RunConfig
 from benchmark.options import parse_overrides, resolve
 from benchmark.provenance import environment, now, peak_memory_mb
@@ -55,6 +56,7 @@ def open_db(name: str, db_set: Sequence[str] = (), data_root: str | None = None)
 def resolve_configs(request: RunRequest) -> tuple[Db, list[RunConfig]]:
     """The db and the fully resolved configs one request stands for (``single_task`` gives one per task)."""
     method_cls = METHODS.get(request.method)
+    check_backbone(request.backbone, request.pretrained)
     db = open_db(request.db, request.db_set, request.data_root)
     db.check_fold(request.fold)
     preset = db.preset()

@@ -93,7 +93,7 @@ class Problem:
         for spec in self.tasks:
             if spec.name == name:
                 return spec
-        raise KeyError(f"db {self.db!r} has no task {name!r}; its tasks are {[t.name for t in self.tasks]}")
+        raise ValueError(f"db {self.db!r} has no task {name!r}; its tasks are {[t.name for t in self.tasks]}")
 
     @property
     def task_names(self) -> list[str]:

@@ -18,7 +18,7 @@ from benchmark.evaluate import evaluate, selection_score
 from benchmark.seeding import seed_everything
 from benchmark.tasks import task_loss
 from datasets.base import Db
-from methods.base import Method, StepContext
+from methods.base import Method, MultiTaskModel, StepContext
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class TrainResult:
     val: dict[str, dict[str, float]]
     test: dict[str, dict[str, float]]
     history: list[dict[str, Any]] = field(default_factory=list)
+    model: MultiTaskModel | None = field(default=None, repr=False)  # at its best epoch; not stored
 
 
 def train(cfg: RunConfig, db: Db, method: Method, device: torch.device, progress: bool = True) -> TrainResult:
@@ -81,7 +82,7 @@ def train(cfg: RunConfig, db: Db, method: Method, device: torch.device, progress
     assert best is not None, "epochs must be >= 1"
     model.load_state_dict(best[2])
     test = evaluate(model, make_loader(db.split("test", cfg.fold), cfg.batch_size, train=False), problem, device)
-    return TrainResult(best_epoch=best[1], val=best[3], test=test, history=history)
+    return TrainResult(best_epoch=best[1], val=best[3], test=test, history=history, model=model)
 
 
 def check_finite(losses: dict[str, torch.Tensor], epoch: int, step: int) -> None:
