@@ -69,7 +69,8 @@ def task_metrics(spec: TaskSpec, logits: np.ndarray, target: np.ndarray, mask: n
         values = {"accuracy": accuracy(pred, gold), "mean_class_accuracy": mean_class_accuracy(pred, gold),
                   "f1_macro": f1_macro(pred, gold)}
     else:
-        f1s, accs = attribute_scores((logits > 0).astype(int), target.astype(int), mask.astype(bool))
+        mask = mask.astype(bool)
+        f1s, accs = attribute_scores((logits > 0).astype(int), np.where(mask, target, 0).astype(int), mask)
         values = {"f1_mean": float(np.mean(f1s)) if f1s else float("nan"),
                   "accuracy_mean": float(np.mean(accs)) if accs else float("nan")}
     return {m: values[m] for m in spec.metrics}

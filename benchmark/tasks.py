@@ -148,6 +148,7 @@ def masked_cross_entropy(logits: Tensor, target: Tensor, mask: Tensor, label_smo
 def masked_binary_cross_entropy(logits: Tensor, target: Tensor, mask: Tensor, label_smoothing: float = 0.0) -> Tensor:
     """Binary cross-entropy averaged over annotated (sample, attribute) entries; 0 when none is."""
     weight = mask.to(logits.dtype)
+    target = torch.where(mask, target, torch.zeros_like(target))  # a NaN/999 placeholder must not leak in
     if label_smoothing:
         target = target * (1.0 - label_smoothing) + 0.5 * label_smoothing
     per_entry = F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")

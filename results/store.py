@@ -76,15 +76,20 @@ class ResultsStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-        with self._transaction() as cur:
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                cur.execute(statement)
-            cur.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            found = int(cur.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            with self._transaction() as cur:
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    cur.execute(statement)
+                cur.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                found = int(cur.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise StoreError(f"{self.path} is not a usable mtlbench store ({exc}); pass another --workdir") from exc
         if found > SCHEMA_VERSION:
+            self._conn.close()
             raise StoreError(f"{self.path} has schema version {found}, newer than this mtlbench "
                              f"({SCHEMA_VERSION}); upgrade mtlbench or use another --workdir")
 
@@ -136,8 +141,11 @@ class ResultsStore:
 
     def fail_run(self, run_id: str, error: str, *, history: list[dict[str, Any]] | None = None,
                  wall_time_s: float | None = None, finished_at: str | None = None) -> None:
-        """Mark a run failed with the reason; its partial history is kept for diagnosis."""
+        """Mark a running run failed with the reason; its partial history is kept for diagnosis."""
         with self._transaction() as cur:
+            row = cur.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None or row["status"] != RUNNING:
+                raise StoreError(f"run {run_id} is not running in {self.path} (status: {row and row['status']})")
             cur.execute("UPDATE runs SET status=?, error=?, history=COALESCE(?, history), wall_time_s=?, "
                         "finished_at=? WHERE run_id=?",
                         (FAILED, error, json.dumps(history) if history is not None else None, wall_time_s,
@@ -196,7 +204,9 @@ class ResultsStore:
             metrics = self._conn.execute(
                 "SELECT split, task, metric, value, higher_is_better, is_primary FROM metrics WHERE run_id = ? "
                 "ORDER BY split, task, metric", (row["run_id"],)).fetchall()
-            data["metrics"] = [Metric(m[0], m[1], m[2], m[3], bool(m[4]), bool(m[5])) for m in metrics]
+            # SQLite stores a NaN float as NULL; read it back as the NaN it was
+            data["metrics"] = [Metric(m[0], m[1], m[2], float("nan") if m[3] is None else m[3], bool(m[4]),
+                                      bool(m[5])) for m in metrics]
             records.append(RunRecord(**data))
         return records
 
@@ -223,8 +233,11 @@ class ResultsStore:
                 if record.status not in STATUSES:
                     raise KeyError(f"status {record.status!r} is not one of {STATUSES}")
                 records.append(record)
-            except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 raise StoreError(f"line {number} is not an mtlbench run record ({exc}); nothing was imported") from exc
-        with self._transaction() as cur:  # all or nothing
-            written = sum(self._put(cur, r, replace) for r in records)
+        try:
+            with self._transaction() as cur:  # all or nothing
+                written = sum(self._put(cur, r, replace) for r in records)
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"a record breaks the store's schema ({exc}); nothing was imported") from exc
         return written, len(records) - written
