@@ -98,7 +98,9 @@ def create_backbone(name: str, pretrained: str | None = None) -> tuple[nn.Module
         model = timm.create_model(name, pretrained=False, num_classes=0)  # num_classes=0: pooled features
     if pretrained:
         load_local_weights(model, pretrained)
-    return model, int(model.num_features)
+    # timm's num_features is the width before pre-logits layers (VGG's 4096-d MLP, MobileNetV3's
+    # conv head); with num_classes=0 the model outputs head_hidden_size features.
+    return model, int(getattr(model, "head_hidden_size", None) or model.num_features)
 
 
 def load_local_weights(model: nn.Module, path: str) -> None:
