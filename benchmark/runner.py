@@ -61,7 +61,7 @@ def resolve_configs(request: RunRequest) -> tuple[Db, list[RunConfig]]:
     db.check_fold(request.fold)
     preset = db.preset()
     options = resolve(method_cls, parse_overrides(method_cls, request.method_set, f"method {request.method!r}"))
-    expanded = method_cls.expand(options, db.problem())
+    expanded = method_cls.expand(options, db.problem(request.fold))
     configs = [RunConfig(method=request.method, db=request.db, backbone=request.backbone, seed=request.seed,
                          epochs=request.epochs or preset.epochs, batch_size=request.batch_size or preset.batch_size,
                          lr=request.lr or preset.lr, image_size=request.image_size or preset.image_size,
@@ -104,7 +104,7 @@ def execute(cfg: RunConfig, db: Db, store: ResultsStore, device: torch.device, *
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
         store.fail_run(cfg.run_id, reason, wall_time_s=time.perf_counter() - started, finished_at=now())
         raise
-    store.complete_run(cfg.run_id, metrics=result_metrics(result, db.problem()), history=result.history,
+    store.complete_run(cfg.run_id, metrics=result_metrics(result, db.problem(cfg.fold)), history=result.history,
                        best_epoch=result.best_epoch, wall_time_s=time.perf_counter() - started,
                        peak_memory_mb=peak_memory_mb(device), finished_at=now())
     stored = store.get(cfg.run_id)

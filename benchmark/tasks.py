@@ -7,7 +7,7 @@ over annotated entries only and normalised by their count.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -75,18 +75,21 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class Problem:
-    """What a method may know about the db it is built for.
+    """What a method may know about the db (and fold) it is built for.
 
     Args:
         db: the db's registry name.
         tasks: the tasks, in head order.
-        priors: relatedness matrices p(attribute | class) by source name (e.g. ``"domain"``),
-            each of shape (N classes, M attributes); empty when the db has none.
+        priors: built-in relatedness matrices p(attribute | class) by source name (``"domain"``
+            for domain knowledge, or a named published table), each (N classes, M attributes).
+        empirical: counts p(attribute | class) on the training split's co-annotated images when
+            called (source ``"db"``); None where the db cannot say.
     """
 
     db: str
     tasks: tuple[TaskSpec, ...]
     priors: Mapping[str, np.ndarray] = field(default_factory=dict)
+    empirical: Callable[[], np.ndarray] | None = field(default=None, compare=False, repr=False)
 
     def task(self, name: str) -> TaskSpec:
         """The task called ``name``; an error lists the tasks there are."""
@@ -98,6 +101,28 @@ class Problem:
     @property
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
+
+    def pair(self) -> tuple[TaskSpec, TaskSpec]:
+        """The (class task, attribute task) pair the coupling methods need; an error otherwise."""
+        classes = [t for t in self.tasks if t.kind == "multiclass"]
+        attributes = [t for t in self.tasks if t.kind == "attributes"]
+        if len(classes) != 1 or len(attributes) != 1:
+            raise ValueError(f"db {self.db!r} has {len(classes)} class and {len(attributes)} attribute tasks; "
+                             f"this method needs exactly one of each")
+        return classes[0], attributes[0]
+
+    def relatedness_sources(self) -> list[str]:
+        """Names :meth:`relatedness` accepts here."""
+        return list(self.priors) + (["db"] if self.empirical is not None else [])
+
+    def relatedness(self, source: str) -> np.ndarray:
+        """p(attribute | class) from ``source``: a built-in prior, or ``"db"`` (counted on the training split)."""
+        if source in self.priors:
+            return np.asarray(self.priors[source], dtype=float)
+        if source == "db" and self.empirical is not None:
+            return np.asarray(self.empirical(), dtype=float)
+        raise ValueError(f"db {self.db!r} has no relatedness source {source!r}; it has "
+                         f"{self.relatedness_sources()} (or pass a CSV file path)")
 
 
 @dataclass

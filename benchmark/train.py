@@ -41,16 +41,16 @@ class TrainResult:
 def train(cfg: RunConfig, db: Db, method: Method, device: torch.device, progress: bool = True) -> TrainResult:
     """Train ``method`` on ``db`` as ``cfg`` says; pick the epoch on validation; test once at the end."""
     generator = seed_everything(cfg.seed)
-    problem = db.problem()
+    problem = db.problem(cfg.fold)
     backbone, width = create_backbone(cfg.backbone, cfg.pretrained)
     model = method.build(backbone, create_heads(problem.tasks, width), problem).to(device)
     method.to(device)
     optimizer = torch.optim.Adam(method.param_groups(model), lr=cfg.lr)
-    train_set = db.split("train", cfg.fold)
+    train_set = db.split("train", cfg.fold, cfg.image_size)
     train_set.transform = augmentation(cfg.augmentation)
     keep = None if method.uses_unannotated_samples else model.tasks
     train_loader = make_loader(train_set, cfg.batch_size, train=True, generator=generator, keep_tasks=keep)
-    val_loader = make_loader(db.split("val", cfg.fold), cfg.batch_size, train=False)
+    val_loader = make_loader(db.split("val", cfg.fold, cfg.image_size), cfg.batch_size, train=False)
     best: tuple[float, int, dict, dict] | None = None
     history: list[dict[str, Any]] = []
     step = 0
@@ -81,7 +81,7 @@ def train(cfg: RunConfig, db: Db, method: Method, device: torch.device, progress
             best = (score, epoch, copy.deepcopy(model.state_dict()), val)
     assert best is not None, "epochs must be >= 1"
     model.load_state_dict(best[2])
-    test = evaluate(model, make_loader(db.split("test", cfg.fold), cfg.batch_size, train=False), problem, device)
+    test = evaluate(model, make_loader(db.split("test", cfg.fold, cfg.image_size), cfg.batch_size, train=False), problem, device)
     return TrainResult(best_epoch=best[1], val=best[3], test=test, history=history, model=model)
 
 

@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from benchmark.registry import Registry
+from benchmark.relatedness import estimate
 from benchmark.tasks import Problem, TaskSpec
 
 #: Dbs by name; third-party packages add theirs under the ``mtlbench.dbs`` entry-point group.
@@ -138,16 +139,30 @@ class Db(ABC):
         """The paper's training protocol for this db."""
 
     @abstractmethod
-    def split(self, split: Split, fold: int | None = None) -> TaskDataset:
-        """One split; ``fold`` selects the cross-validation fold when ``num_folds`` > 0."""
+    def split(self, split: Split, fold: int | None = None, image_size: int | None = None) -> TaskDataset:
+        """One split at ``image_size`` (default: the preset's); ``fold`` selects the cross-validation fold."""
 
     def priors(self) -> dict[str, np.ndarray]:
-        """Relatedness matrices p(attribute | class) by source; none by default."""
+        """Built-in relatedness matrices p(attribute | class) by source (e.g. ``"domain"``); none by default."""
         return {}
 
-    def problem(self) -> Problem:
-        """The :class:`Problem` handed to a method's ``build``."""
-        return Problem(self.name, self.tasks(), self.priors())
+    def problem(self, fold: int | None = None) -> Problem:
+        """The :class:`Problem` handed to a method's ``build``; ``"db"`` relatedness is counted on demand."""
+        tasks = self.tasks()
+        classes = [t for t in tasks if t.kind == "multiclass"]
+        attributes = [t for t in tasks if t.kind == "attributes"]
+        empirical = None
+        if len(classes) == 1 and len(attributes) == 1:
+            empirical = lambda: self.empirical_relatedness(classes[0].name, attributes[0].name, fold)  # noqa: E731
+        return Problem(self.name, tasks, self.priors(), empirical)
+
+    def empirical_relatedness(self, class_task: str, attribute_task: str, fold: int | None = None) -> np.ndarray:
+        """p(attribute | class) counted on the training split's co-annotated images (the paper's "DB")."""
+        train = self.split("train", fold)
+        where = f"db {self.name!r}, training split" + (f" of fold {fold}" if fold is not None else "")
+        n_classes = next(t.num_outputs for t in self.tasks() if t.name == class_task)
+        return estimate(train.targets[class_task], train.masks[class_task], train.targets[attribute_task],
+                        train.masks[attribute_task], n_classes, where)
 
     def check_fold(self, fold: int | None) -> None:
         """Reject a fold the db does not have, saying which exist."""

@@ -151,15 +151,16 @@ class SyntheticDb(Db):
     def preset(self) -> Preset:
         return Preset(image_size=self.image_size, batch_size=64, epochs=6)
 
-    def split(self, split: Split, fold: int | None = None) -> TaskDataset:
+    def split(self, split: Split, fold: int | None = None, image_size: int | None = None) -> TaskDataset:
         self.check_fold(fold)
-        _, images, targets, masks = _generate(self._key())
+        key = self._key() if image_size in (None, self.image_size) else self._key(image_size=image_size)
+        _, images, targets, masks = _generate(key)
         lo, hi = _bounds(self.n_train, self.n_val, self.n_test)[split]
         return TensorTaskDataset(images[lo:hi], {t: v[lo:hi] for t, v in targets.items()},
                                  {t: m[lo:hi] for t, m in masks.items()})
 
-    def _key(self) -> tuple:
-        return tuple(sorted(self.options().items())) + (("_class_names", self.class_names()),
+    def _key(self, **override) -> tuple:
+        return tuple(sorted({**self.options(), **override}.items())) + (("_class_names", self.class_names()),
                                                         ("_attributes", self.attribute_names()),
                                                         ("_kinds", self.attribute_kinds()))
 

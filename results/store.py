@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,14 +78,7 @@ class ResultsStore:
         self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
         try:
-            self._conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            with self._transaction() as cur:
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    cur.execute(statement)
-                cur.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                found = int(cur.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+            found = self._initialise(timeout)
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise StoreError(f"{self.path} is not a usable mtlbench store ({exc}); pass another --workdir") from exc
@@ -92,6 +86,27 @@ class ResultsStore:
             self._conn.close()
             raise StoreError(f"{self.path} has schema version {found}, newer than this mtlbench "
                              f"({SCHEMA_VERSION}); upgrade mtlbench or use another --workdir")
+
+    def _initialise(self, timeout: float) -> int:
+        """Switch to WAL and create the schema; returns the file's schema version.
+
+        Switching the journal mode can answer "locked" at once, without waiting, while another
+        process creates the same file, so it is retried until ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA foreign_keys=ON")
+                with self._transaction() as cur:
+                    for statement in filter(str.strip, _SCHEMA.split(";")):
+                        cur.execute(statement)
+                    cur.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                    return int(cur.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         self._conn.close()

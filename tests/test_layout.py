@@ -10,10 +10,10 @@ import pytest
 from tests.conftest import REPO
 
 # What each package may import from the project. methods/datasets may use only the contract
-# modules of ``benchmark`` (the registry and the task/batch types), never the CLI, runner or store.
+# modules of ``benchmark`` (the registry, the task/batch types, relatedness), never the CLI, runner or store.
 ALLOWED = {
-    "methods": {"methods", "benchmark.registry", "benchmark.tasks"},
-    "datasets": {"datasets", "benchmark.registry", "benchmark.tasks"},
+    "methods": {"methods", "benchmark.registry", "benchmark.tasks", "benchmark.relatedness"},
+    "datasets": {"datasets", "benchmark.registry", "benchmark.tasks", "benchmark.relatedness"},
     "results": {"results"},
     "reports": {"reports", "results"},
 }
