@@ -63,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", metavar="DIR", help="also write the table into DIR")
     _common(rep)
 
+    rel = sub.add_parser("relatedness", help="print a db's p(attribute | class) and write it as CSV and a heat map")
+    rel.add_argument("--db", required=True)
+    rel.add_argument("--source", default="auto", help="auto, domain, db (counted on the training split), a named "
+                     "prior of the db, or a CSV path (default: %(default)s)")
+    rel.add_argument("--db-set", action="append", default=[], metavar="KEY=VALUE", help="db option (repeatable)")
+    rel.add_argument("--data-root", help="folder of the db's files (file-based dbs)")
+    rel.add_argument("--fold", type=int, help="cross-validation fold whose training split is counted")
+    rel.add_argument("--out", default=".", metavar="DIR", help="where the CSV and PNG go (default: %(default)s)")
+
     exp = sub.add_parser("export", help="write stored runs as JSON lines")
     exp.add_argument("file", help="output .jsonl file ('-' for stdout)")
     exp.add_argument("--db")

@@ -132,3 +132,26 @@ def cmd_import(args: argparse.Namespace) -> int:
         written, kept = store.import_jsonl(lines, replace=args.replace)
     print(f"imported {written} runs; kept {kept} already completed here (use --replace to overwrite)")
     return 0
+
+
+def cmd_relatedness(args: argparse.Namespace) -> int:
+    from benchmark.relatedness import save_csv
+    from benchmark.relatedness_plot import plot_heatmap
+    from benchmark.runner import open_db
+    from methods.dmsca import resolve_relatedness
+
+    db = open_db(args.db, args.db_set, args.data_root)
+    db.check_fold(args.fold)
+    problem = db.problem(args.fold)
+    source, matrix = resolve_relatedness(problem, args.source)
+    classes, attributes = problem.pair()
+    print(f"p(attribute | class) of db {args.db!r}, source {source!r} ({matrix.shape[0]} x {matrix.shape[1]})")
+    shown = [[c, *(f"{v:.2f}" for v in row)] for c, row in zip(classes.labels, matrix)]
+    print(tabulate(shown, headers=["class", *attributes.labels], tablefmt="github", disable_numparse=True))
+    stem = Path(args.out) / f"relatedness_{args.db}_{Path(source).stem}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    save_csv(matrix, stem.with_suffix(".csv"), classes.labels, attributes.labels)
+    plot_heatmap(matrix, classes.labels, attributes.labels, f"{args.db}: p(attribute | class), {source}",
+                 stem.with_suffix(".png"))
+    print(f"wrote {stem.with_suffix('.csv')} and {stem.with_suffix('.png')}", file=sys.stderr)
+    return 0

@@ -84,12 +84,15 @@ class Problem:
             for domain knowledge, or a named published table), each (N classes, M attributes).
         empirical: counts p(attribute | class) on the training split's co-annotated images when
             called (source ``"db"``); None where the db cannot say.
+        binary_sources: priors that are domain-knowledge tables of related / unrelated pairs, which
+            the paper binarises for distribution matching (the affect case's Du et al. table).
     """
 
     db: str
     tasks: tuple[TaskSpec, ...]
     priors: Mapping[str, np.ndarray] = field(default_factory=dict)
     empirical: Callable[[], np.ndarray] | None = field(default=None, compare=False, repr=False)
+    binary_sources: frozenset[str] = frozenset()
 
     def task(self, name: str) -> TaskSpec:
         """The task called ``name``; an error lists the tasks there are."""

@@ -114,6 +114,8 @@ class Db(ABC):
     name: ClassVar[str] = ""
     #: Number of cross-validation folds; 0 for a db with fixed train/val/test splits.
     num_folds: ClassVar[int] = 0
+    #: Priors that are domain-knowledge tables of related/unrelated pairs (binarised for DM by the paper).
+    binary_priors: ClassVar[frozenset[str]] = frozenset()
     #: Options that say where data is, not what it is; left out of run identities.
     location_options: ClassVar[tuple[str, ...]] = ("data_root",)
 
@@ -154,7 +156,7 @@ class Db(ABC):
         empirical = None
         if len(classes) == 1 and len(attributes) == 1:
             empirical = lambda: self.empirical_relatedness(classes[0].name, attributes[0].name, fold)  # noqa: E731
-        return Problem(self.name, tasks, self.priors(), empirical)
+        return Problem(self.name, tasks, self.priors(), empirical, self.binary_priors)
 
     def empirical_relatedness(self, class_task: str, attribute_task: str, fold: int | None = None) -> np.ndarray:
         """p(attribute | class) counted on the training split's co-annotated images (the paper's "DB")."""

@@ -2,5 +2,6 @@
 
 from methods.base import METHODS, Method, ModelOutput, MultiTaskModel, StepContext
 from methods import no_coupling, single_task  # noqa: F401  (registers the built-in methods)
+from methods import dm_only, dmsca, sca_only  # noqa: F401
 
 __all__ = ["METHODS", "Method", "ModelOutput", "MultiTaskModel", "StepContext"]
