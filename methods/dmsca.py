@@ -77,8 +77,9 @@ class DMSCA(Method):
 
     @classmethod
     def expand(cls, options: dict[str, Any], problem: Problem) -> list[dict[str, Any]]:
-        resolve_relatedness(problem, options["relatedness"])  # fail before any run is stored
-        return [dict(options)]
+        """Resolve ``auto`` to the source it stands for, so the stored run names it (and fail early)."""
+        source, _ = resolve_relatedness(problem, options["relatedness"])
+        return [{**options, "relatedness": source}]
 
     def build(self, backbone: nn.Module, heads: nn.ModuleDict, problem: Problem) -> MultiTaskModel:
         classes, attributes = problem.pair()

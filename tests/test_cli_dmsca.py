@@ -34,3 +34,10 @@ def test_dmsca_runs_with_a_csv_relatedness(tmp_path, capsys):
     assert run.status == "completed" and run.method_options["relatedness"] == str(csv)
     losses = run.history[0]["train_loss"]
     assert {"classes", "attributes", "coupling/dm", "coupling/sca"} <= set(losses)
+
+
+def test_auto_relatedness_is_stored_as_the_source_it_resolved_to(tmp_path):
+    assert main(["run", "--method", "dm_only", "--db", "synthetic", *DB_SET, "--epochs", "1",
+                 "--workdir", str(tmp_path), "--quiet"]) == 0
+    (run,) = ResultsStore(tmp_path / "results.sqlite").runs()
+    assert run.method_options["relatedness"] == "domain"
