@@ -14,6 +14,8 @@ from results import ResultsStore, StoreError
 
 log = logging.getLogger("benchmark")
 DEFAULT_WORKDIR = "mtlbench-work"
+#: ``report --layout`` values (reports.LAYOUTS, spelled out so the parser needs no plotting imports).
+REPORT_LAYOUTS = ["negative-transfer", "table2", "table3", "table4", "table5"]
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -56,11 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--format", choices=["table", "csv", "json"], default="table")
     _common(res)
 
-    rep = sub.add_parser("report", help="negative-transfer table of a db from stored runs (never trains)")
-    rep.add_argument("--db", required=True)
+    rep = sub.add_parser("report", help="negative-transfer and paper tables, figures, from stored runs (never trains)")
+    rep.add_argument("--db", nargs="+", help="one or more dbs (default: every db in the store)")
     rep.add_argument("--backbone", help="only runs with this backbone")
-    rep.add_argument("--format", choices=["markdown", "csv", "json"], default="markdown")
-    rep.add_argument("--out", metavar="DIR", help="also write the table into DIR")
+    rep.add_argument("--layout", choices=REPORT_LAYOUTS, default="negative-transfer", help="default: %(default)s")
+    rep.add_argument("--format", choices=["markdown", "latex", "csv", "json"], default="markdown")
+    rep.add_argument("--out", metavar="DIR", help="also write the table (and --figures) into DIR")
+    rep.add_argument("--spread", choices=["std", "sem", "half_range"], default="std", help="± convention")
+    rep.add_argument("--test", choices=["ttest", "wilcoxon"], default="ttest", help="paired test vs single-task")
+    rep.add_argument("--alpha", type=float, default=0.05, help="level of the significance marker")
+    rep.add_argument("--per-run", action="store_true", help="negative-transfer rows per run, not per method")
+    rep.add_argument("--figures", action="store_true", help="also draw figures (PNG + PDF; --out or WORKDIR/figures)")
+    rep.add_argument("--curves", nargs="+", metavar="RUN_ID", help="runs (id prefixes) for the training curves")
+    rep.add_argument("--data-root", help="where a file-based db's files are (relatedness heat maps)")
     _common(rep)
 
     rel = sub.add_parser("relatedness", help="print a db's p(attribute | class) and write it as CSV and a heat map")

@@ -25,7 +25,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                                  method_set=args.method_set, db_set=args.db_set, data_root=args.data_root)
             db, configs = resolve_configs(request)
             for cfg in configs:
-                record = execute(cfg, db, store, device, force=args.force, progress=not args.quiet)
+                record = execute(cfg, db, store, device, force=args.force, progress=not args.quiet,
+                                 workdir=args.workdir)
                 print(run_summary(record))
     return 0
 
@@ -38,7 +39,8 @@ def run_summary(record: RunRecord) -> str:
     opts = ", ".join(f"{k}={v}" for k, v in sorted(record.method_options.items()))
     head = (f"run {record.run_id}  {record.method}{f' [{opts}]' if opts else ''}  db={record.db}  "
             f"backbone={record.backbone}  seed={record.seed}  best epoch={record.best_epoch}  "
-            f"wall={record.wall_time_s or 0:.1f}s")
+            f"wall={record.wall_time_s or 0:.1f}s" + (f" ({record.total_wall_time_s or 0:.1f}s with linked runs "
+                                                      f"{', '.join(record.linked_run_ids.values())})" if record.links else ""))
     return head + "\n" + tabulate(rows, headers=["task", "metric", "test", "val"], tablefmt="github") + "\n"
 
 
@@ -60,7 +62,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 RESULT_COLUMNS = ["run_id", "status", "method", "options", "db", "backbone", "seed", "fold", "epochs",
-                  "best_epoch", "test_primary", "wall_s", "started_at", "error"]
+                  "best_epoch", "test_primary", "wall_s", "total_wall_s", "started_at", "error"]
 
 
 def result_row(r: RunRecord) -> dict:
@@ -69,7 +71,9 @@ def result_row(r: RunRecord) -> dict:
             "options": ", ".join(f"{k}={v}" for k, v in sorted(r.method_options.items())), "db": r.db,
             "backbone": r.backbone, "seed": r.seed, "fold": r.fold, "epochs": r.config.get("epochs"),
             "best_epoch": r.best_epoch, "test_primary": primary,
-            "wall_s": None if r.wall_time_s is None else round(r.wall_time_s, 1), "started_at": r.started_at,
+            "wall_s": None if r.wall_time_s is None else round(r.wall_time_s, 1),
+            "total_wall_s": None if r.total_wall_time_s is None else round(r.total_wall_time_s, 1),  # + linked runs
+            "started_at": r.started_at,
             "error": r.error}
 
 
@@ -92,24 +96,9 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from reports import build_negative_transfer, negative_transfer_table, render
+    from benchmark.reporting import cmd_report as report  # tables and figures live in benchmark/reporting.py
 
-    with open_store(args.workdir) as store:
-        records = store.runs(db=args.db, status="completed")
-    if args.backbone:
-        records = [r for r in records if r.backbone == args.backbone]
-    if not records:
-        raise ValueError(f"no completed run of db {args.db!r} in {args.workdir}; "
-                         f"train some with 'python -m benchmark run --db {args.db} ...'")
-    text = render(negative_transfer_table(build_negative_transfer(records, args.db)), args.format)
-    print(text, end="")
-    if args.out:
-        suffix = {"markdown": "md", "csv": "csv", "json": "json"}[args.format]
-        out = Path(args.out) / f"negative_transfer_{args.db}.{suffix}"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
-        print(f"wrote {out}", file=sys.stderr)
-    return 0
+    return report(args)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -13,12 +13,13 @@ import torch
 
 from benchmark.backbones import check_backbone
 from benchmark.config import RunConfig
+from benchmark.linked import dependency_configs, link_entry, load_linked, model_path, save_model
 from benchmark.options import parse_overrides, resolve
 from benchmark.provenance import environment, now, peak_memory_mb
 from benchmark.tasks import Problem
 from benchmark.train import TrainResult, train
 from datasets import DBS, Db
-from methods import METHODS, Method
+from methods import METHODS, LinkedRun, Method
 from results import COMPLETED, Metric, ResultsStore, RunRecord
 
 log = logging.getLogger(__name__)
@@ -83,33 +84,57 @@ def result_metrics(result: TrainResult, problem: Problem) -> list[Metric]:
 
 
 def execute(cfg: RunConfig, db: Db, store: ResultsStore, device: torch.device, *, force: bool = False,
-            progress: bool = True) -> RunRecord:
+            progress: bool = True, workdir: str | Path | None = None, _chain: tuple[str, ...] = ()) -> RunRecord:
     """Train and store one run, or return the stored one if it already completed (unless ``force``).
 
-    A failure of any kind, Ctrl-C included, marks the run failed with the reason and re-raises.
+    The runs its method builds on (``Method.dependencies``) are reused when completed, else trained
+    first (``force`` never reaches them), and handed to the method; the stored run links them. A
+    completed run's best-epoch weights go to ``workdir/models/<run_id>.pt`` (``workdir`` defaults to
+    the store's folder) before it is marked completed. A failure of any kind, Ctrl-C included, marks
+    the run failed with the reason and re-raises.
     """
     existing = store.get(cfg.run_id)
     if existing is not None and existing.status == COMPLETED and not force:
         log.info("skipping %s: completed run %s exists (use --force to train again)", cfg.describe(), cfg.run_id)
         return existing
+    if cfg.run_id in _chain:
+        raise ValueError(f"method {cfg.method!r} depends on itself through runs {' -> '.join(_chain)}; fix its dependencies()")
+    workdir = store.path.parent if workdir is None else Path(workdir)
+    linked, links = run_dependencies(cfg, db, store, device, workdir, progress, _chain + (cfg.run_id,))
     method: Method = METHODS.get(cfg.method)(**cfg.method_options)
     record = RunRecord(run_id=cfg.run_id, protocol_id=cfg.protocol_id, status="running", method=cfg.method, db=cfg.db,
                        backbone=cfg.backbone, seed=cfg.seed, fold=cfg.fold, config=cfg.to_dict(),
-                       environment=environment(device), started_at=now())
+                       environment=environment(device), started_at=now(), links=links)
     store.start_run(record)
     started = time.perf_counter()
     try:
-        result = train(cfg, db, method, device, progress=progress)
+        result = train(cfg, db, method, device, progress=progress, linked=linked)
+        assert result.model is not None
+        save_model(model_path(workdir, cfg.run_id), cfg, result.model, method)
     except BaseException as exc:  # KeyboardInterrupt too: the row must not stay "running"
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
         store.fail_run(cfg.run_id, reason, wall_time_s=time.perf_counter() - started, finished_at=now())
         raise
     store.complete_run(cfg.run_id, metrics=result_metrics(result, db.problem(cfg.fold)), history=result.history,
                        best_epoch=result.best_epoch, wall_time_s=time.perf_counter() - started,
-                       peak_memory_mb=peak_memory_mb(device), finished_at=now())
+                       peak_memory_mb=peak_memory_mb(device), finished_at=now(), links=links)
     stored = store.get(cfg.run_id)
     assert stored is not None
     return stored
+
+
+def run_dependencies(cfg: RunConfig, db: Db, store: ResultsStore, device: torch.device, workdir: Path,
+                     progress: bool, chain: tuple[str, ...]) -> tuple[dict[str, LinkedRun], dict[str, Any]]:
+    """Reuse or train every run ``cfg`` builds on; returns them loaded for the method, and the links to store."""
+    problem = db.problem(cfg.fold)
+    linked: dict[str, LinkedRun] = {}
+    links: dict[str, Any] = {}
+    for role, dep in dependency_configs(cfg, problem).items():
+        log.info("%s needs %s as %r", cfg.describe(), dep.describe(), role)
+        record = execute(dep, db, store, device, progress=progress, workdir=workdir, _chain=chain)
+        linked[role] = load_linked(role, dep, workdir, problem, device)
+        links[role] = link_entry(record)
+    return linked, links
 
 
 def pick_device(name: str) -> torch.device:

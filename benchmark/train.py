@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from benchmark.evaluate import evaluate, selection_score
 from benchmark.seeding import seed_everything
 from benchmark.tasks import task_loss
 from datasets.base import Db
-from methods.base import Method, MultiTaskModel, StepContext
+from methods.base import LinkedRun, Method, MultiTaskModel, StepContext
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,14 @@ class TrainResult:
     model: MultiTaskModel | None = field(default=None, repr=False)  # at its best epoch; not stored
 
 
-def train(cfg: RunConfig, db: Db, method: Method, device: torch.device, progress: bool = True) -> TrainResult:
-    """Train ``method`` on ``db`` as ``cfg`` says; pick the epoch on validation; test once at the end."""
+def train(cfg: RunConfig, db: Db, method: Method, device: torch.device, progress: bool = True,
+          linked: Mapping[str, LinkedRun] | None = None) -> TrainResult:
+    """Train ``method`` on ``db`` as ``cfg`` says; pick the epoch on validation; test once at the end.
+
+    ``linked`` holds the completed runs the method declared as dependencies, by role.
+    """
+    for role, run in (linked or {}).items():  # before seeding and build: build may need them (AdaShare's policy)
+        method.attach(role, run)
     generator = seed_everything(cfg.seed)
     problem = db.problem(cfg.fold)
     backbone, width = create_backbone(cfg.backbone, cfg.pretrained)
@@ -62,7 +69,7 @@ def train(cfg: RunConfig, db: Db, method: Method, device: torch.device, progress
             out = model(batch.inputs)
             task_losses = {t: task_loss(problem.task(t), out.logits[t], batch.targets[t], batch.masks[t],
                                         cfg.label_smoothing) for t in out.logits}
-            ctx = StepContext(model, batch, out, problem, step, epoch)
+            ctx = StepContext(model, batch, out, problem, step, epoch, cfg.label_smoothing)
             losses = method.losses(task_losses, ctx)
             check_finite(losses, epoch, step)
             optimizer.zero_grad(set_to_none=True)

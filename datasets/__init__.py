@@ -5,5 +5,6 @@ This top-level package shadows Hugging Face ``datasets``; mtlbench never depends
 
 from datasets.base import DBS, Db, Preset, TaskDataset, TensorTaskDataset
 from datasets import synthetic  # noqa: F401  (registers the built-in dbs)
+from datasets import cad, celeba, cub, sadd  # noqa: F401  (file-based dbs, case study II)
 
 __all__ = ["DBS", "Db", "Preset", "TaskDataset", "TensorTaskDataset"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -72,6 +72,7 @@ class StepContext:
     problem: Problem
     step: int
     epoch: int
+    label_smoothing: float = 0.0  # the run's, for methods that recompute task losses on part of a batch
 
 
 class Method(nn.Module):
@@ -85,6 +86,9 @@ class Method(nn.Module):
     #: Whether training keeps images annotated for none of the model's tasks (e.g. for losses
     #: on unlabelled data); otherwise the runner drops them, as they carry no gradient.
     uses_unannotated_samples: ClassVar[bool] = False
+    #: Backbones the method is known to work with, the first being the one the contract tests
+    #: use; empty means any (the built-in ``smallcnn`` included).
+    supported_backbones: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         super().__init__()
@@ -104,6 +108,22 @@ class Method(nn.Module):
     def expand(cls, options: dict[str, Any], problem: Problem) -> list[dict[str, Any]]:
         """The runs one request stands for (``single_task`` makes one per task); default one."""
         return [dict(options)]
+
+    # ----- linked runs (multi-stage protocols as separate stored runs) ---------------------
+    @classmethod
+    def dependencies(cls, options: dict[str, Any], problem: Problem) -> dict[str, Dependency]:
+        """Runs this one builds on, by role (student-teacher's teachers, AdaShare's policy run); default none.
+
+        The runner trains each under the same protocol as this run (db and its options, backbone,
+        seed, fold, epochs, ...) or reuses it completed from the store, and hands it to
+        :meth:`attach` before :meth:`build`. ``options`` are this run's resolved hyperparameters.
+        """
+        return {}
+
+    def attach(self, role: str, run: LinkedRun) -> None:
+        """Receive a completed run declared by :meth:`dependencies`, before :meth:`build`; override to use it."""
+        raise NotImplementedError(f"{type(self).__name__} declares a dependency {role!r} (run {run.run_id}) "
+                                  f"but does not override attach() to receive it")
 
     # ----- the five hooks ---------------------------------------------------------------
     def build(self, backbone: nn.Module, heads: nn.ModuleDict, problem: Problem) -> MultiTaskModel:
@@ -126,3 +146,35 @@ class Method(nn.Module):
 
     def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
         """Per-epoch schedule changes (temperatures, phases); default nothing."""
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """A run another run builds on: a registered method and its hyperparameters (the rest of the protocol is shared).
+
+    Args:
+        method: registry name of the method, e.g. ``"single_task"``.
+        options: its hyperparameters; those left out take their defaults.
+    """
+
+    method: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LinkedRun:
+    """A completed run handed to :meth:`Method.attach`: its network at its best epoch and its method state.
+
+    Args:
+        role: the role it plays for the receiving method (e.g. ``"teacher:classes"``).
+        run_id: its id in the results store.
+        config: its resolved run config (``RunConfig.to_dict``).
+        method: its method, rebuilt with its stored hyperparameters and state.
+        model: its network with its stored best-epoch weights, on the training device.
+    """
+
+    role: str
+    run_id: str
+    config: dict[str, Any]
+    method: Method
+    model: MultiTaskModel

@@ -1,7 +1,10 @@
 """Reports: tables and figures built from the results store. They read runs and never train."""
 
-from reports.negative_transfer import Cell, NegativeTransferTable, Row, build_negative_transfer
-from reports.render import FORMATS, Table, negative_transfer_table, render
+from reports.compare import Block, Column, Variant, build_blocks, column_stat, delta_m, verdict
+from reports.layouts import LAYOUTS, build_tables
+from reports.render import FORMATS, SUFFIXES, render
+from reports.stats import SPREADS, TESTS, Stat
+from reports.table import Cell, ReportOptions, Row, Table
 
-__all__ = ["FORMATS", "Cell", "NegativeTransferTable", "Row", "Table", "build_negative_transfer",
-           "negative_transfer_table", "render"]
+__all__ = ["FORMATS", "LAYOUTS", "SPREADS", "SUFFIXES", "TESTS", "Block", "Cell", "Column", "ReportOptions", "Row",
+           "Stat", "Table", "Variant", "build_blocks", "build_tables", "column_stat", "delta_m", "render", "verdict"]

@@ -26,7 +26,10 @@ class RunRecord:
     """A stored run: what was run, where, how it went, and its metrics.
 
     ``config`` is the run's full resolved config (``benchmark.config.RunConfig.to_dict``);
-    ``links`` names other runs this one used (teachers, a policy run), by role.
+    ``links`` names other runs this one built on (teachers, a policy run), by role: each entry holds
+    the linked run's ``run_id``, ``method``, ``finished_at`` and ``wall_time_s`` (its total cost,
+    its own links included) as they stood when this run used it. ``wall_time_s`` is this run's own
+    training time; :attr:`total_wall_time_s` adds the linked runs'.
     """
 
     run_id: str
@@ -52,6 +55,17 @@ class RunRecord:
     @property
     def method_options(self) -> dict[str, Any]:
         return dict(self.config.get("method_options", {}))
+
+    @property
+    def linked_run_ids(self) -> dict[str, str]:
+        """``{role: run_id}`` of the runs this one built on."""
+        return {role: link["run_id"] for role, link in self.links.items()}
+
+    @property
+    def total_wall_time_s(self) -> float | None:
+        """Own wall time plus every linked run's total: the cost of this result from nothing (None if unknown)."""
+        parts = [self.wall_time_s] + [link.get("wall_time_s") for link in self.links.values()]
+        return None if any(p is None for p in parts) else float(sum(parts))  # type: ignore[arg-type]
 
     def metric_values(self, split: str = "test") -> dict[tuple[str, str], float]:
         """``{(task, metric): value}`` on ``split``."""

@@ -37,7 +37,8 @@ def test_run_report_results_end_to_end(tmp_path, capsys):
     report = capsys.readouterr().out
     assert "Negative transfer on synthetic" in report and "| NT" in report
     lines = [line for line in report.splitlines() if line.startswith("| no_coupling")]
-    assert len(lines) == 2 and ("(+" in lines[0] or "(-" in lines[0])  # seed 0 compared, seed 1 has no reference
+    # one row for both seeds; seed 0 is compared, seed 1 has no reference
+    assert len(lines) == 1 and ("(+" in lines[0] or "(-" in lines[0]) and "n=2, 1 paired" in lines[0]
     assert "no single_task run of 'classes' with this protocol (seed 1)" in report
     assert (tmp_path / "rep" / "negative_transfer_synthetic.md").is_file()
     assert main(["results", "--workdir", str(tmp_path), "--format", "csv", "--method", "single_task"]) == 0

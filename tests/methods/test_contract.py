@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from benchmark.backbones import create_backbone, create_heads
+from benchmark.linked import train_dependencies
 from benchmark.options import resolve
 from benchmark.train import train
 from methods import METHODS, Method
@@ -21,11 +22,22 @@ def _options(name: str, db) -> dict:
     return cls.expand(resolve(cls, {}), db.problem())[0]
 
 
+_DEPENDENCIES: dict = {}  # trained dependencies (e.g. teachers) by run id, shared across tests
+
+
+def _backbone(name: str) -> str:
+    """The small CNN, or the first backbone a method says it supports (AdaShare needs residual blocks)."""
+    supported = METHODS.get(name).supported_backbones
+    return supported[0] if supported else "smallcnn"
+
+
 def _trained(name: str, db, seed: int = 0):
     options = _options(name, db)
     method = METHODS.get(name)(**options)
-    cfg = tiny_config(name, options, seed=seed, db_options=db.options())
-    return method, train(cfg, db, method, torch.device("cpu"), progress=False)
+    cfg = tiny_config(name, options, seed=seed, db_options=db.options(), backbone=_backbone(name))
+    # a method declaring linked runs gets them trained in memory, as the runner would from the store
+    linked = train_dependencies(cfg, db, torch.device("cpu"), _DEPENDENCIES)
+    return method, train(cfg, db, method, torch.device("cpu"), progress=False, linked=linked)
 
 
 def test_registry_holds_the_builtins_and_the_example_plugin():
@@ -56,7 +68,7 @@ def test_two_epochs_give_finite_losses_and_move_the_shared_weights(name, tiny_db
     for epoch in result.history:
         assert epoch["train_loss"] and all(torch.isfinite(torch.tensor(v)) for v in epoch["train_loss"].values())
     torch.manual_seed(0)  # train() seeds with cfg.seed=0 before building, so this rebuilds its initial weights
-    initial, _ = create_backbone("smallcnn")
+    initial, _ = create_backbone(_backbone(name))
     trained = result.model.backbone.state_dict()
     changed = [k for k, v in initial.state_dict().items() if v.is_floating_point() and not torch.equal(v, trained[k])]
     assert changed, f"{name} left every shared weight unchanged"
@@ -78,7 +90,7 @@ def test_state_dict_round_trip(name, tiny_db):
     method, result = _trained(name, tiny_db)
     problem = tiny_db.problem()
     fresh = METHODS.get(name)(**method.hparams())
-    backbone, width = create_backbone("smallcnn")
+    backbone, width = create_backbone(_backbone(name))
     model = fresh.build(backbone, create_heads(problem.tasks, width), problem)
     model.load_state_dict(result.model.state_dict())
     fresh.load_state_dict(method.state_dict())

@@ -1,0 +1,156 @@
+"""``gradnorm``: GradNorm, learnable task weights that balance gradient norms on the last shared layer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from benchmark.tasks import Problem
+from methods.base import METHODS, Method, MultiTaskModel, StepContext
+from methods.gradients import is_annotated, last_shared_layer
+
+log = logging.getLogger(__name__)
+
+INITIAL_LOSSES: tuple[str, ...] = ("first_step", "first_epoch")
+
+
+def gradnorm_loss(weights: Tensor, grad_norms: Tensor, losses: Tensor, initial_losses: Tensor, alpha: float) -> Tensor:
+    """L_grad = Σ_i |G_i - mean(G)·r_i^α| with the target held constant (Chen et al., ICML 2018, Eq. 2).
+
+    G_i = w_i·‖∇_W L_i‖ (``grad_norms`` holds ‖∇_W L_i‖, constant in w), L̃_i = L_i / L_i(0) and
+    r_i = L̃_i / mean(L̃). Differentiable with respect to ``weights`` only.
+
+    Args:
+        weights: w_i (T,), the learnable task weights.
+        grad_norms: ‖∇_W L_i‖ (T,).
+        losses: L_i(t) (T,); initial_losses: L_i(0) (T,).
+        alpha: the asymmetry α: the exponent of r_i, +α, so that slower tasks get larger targets.
+    """
+    ratios = losses.detach() / initial_losses
+    inverse_rates = ratios / ratios.mean()
+    norms = weights * grad_norms.detach()
+    target = (norms.mean() * inverse_rates ** alpha).detach()
+    return (norms - target).abs().sum()
+
+
+@METHODS.register("gradnorm")
+class GradNorm(Method):
+    """GradNorm: task weights learnt so that each task's gradient norm on the last shared layer tracks its training rate (Chen et al., ICML 2018).
+
+    The network trains on Σ_i w_i L_i. The weights w_i (initialised to 1) are parameters of this
+    method with their own learning rate and are trained on L_grad (Eq. 2, see
+    :func:`gradnorm_loss`), differentiated with respect to w only; after every optimizer step they
+    are renormalised to Σ_i w_i = T (Algorithm 1; applied at the start of the next backward and at
+    each epoch's end, before anything reads them). A task with no annotated entry in the batch is
+    left out of that step's L_grad (its L_i = 0 would read as "trained infinitely fast") and its
+    weight gets no gradient, so Adam skips it; with fewer than two such tasks no weight moves.
+
+    Args:
+        alpha: the asymmetry α (paper: 1.5 on NYUv2, 0.12 on its toy regression).
+        weight_lr: learning rate of the task weights (their own optimizer parameter group).
+        initial_loss: L_i(0): ``first_step`` (the loss at the first step the task is annotated,
+            the paper's default) or ``first_epoch`` (the mean over the first epoch; the weights stay
+            at 1 during that epoch, as in LibMTL).
+        layer: module name of W in the model (e.g. ``backbone.layer4.1.conv2``); ``auto`` picks the
+            last shared conv/linear layer that ran (:func:`methods.gradients.last_shared_layer`).
+        min_weight: floor on each w_i before renormalising (not in the paper), keeping weights positive.
+    """
+
+    def __init__(self, *, alpha: float = 1.5, weight_lr: float = 0.025,
+                 initial_loss: Literal["first_step", "first_epoch"] = "first_step", layer: str = "auto",
+                 min_weight: float = 1e-4) -> None:
+        super().__init__()
+        if initial_loss not in INITIAL_LOSSES:
+            raise ValueError(f"gradnorm: initial_loss={initial_loss!r} is not one of {INITIAL_LOSSES}")
+        if weight_lr <= 0 or min_weight <= 0:
+            raise ValueError(f"gradnorm: weight_lr and min_weight must be > 0, got {weight_lr}, {min_weight}")
+        self.alpha = alpha
+        self.weight_lr = weight_lr
+        self.initial_loss = initial_loss
+        self.layer = layer
+        self.min_weight = min_weight
+        self.tasks: list[str] = []
+        self.last_weights: dict[str, float] = {}
+        self._layer_name: str | None = None if layer == "auto" else layer
+
+    def build(self, backbone: nn.Module, heads: nn.ModuleDict, problem: Problem) -> MultiTaskModel:
+        self.tasks = list(heads.keys())
+        size = len(self.tasks)
+        self.weights = nn.ParameterList([nn.Parameter(torch.ones(())) for _ in self.tasks])
+        self.register_buffer("initial_loss_sum", torch.zeros(size))
+        self.register_buffer("initial_loss_count", torch.zeros(size))
+        self.register_buffer("initial_ready", torch.zeros(size, dtype=torch.bool))
+        return super().build(backbone, heads, problem)
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        return super().param_groups(model) + [{"params": list(self.weights), "lr": self.weight_lr}]
+
+    def task_weights(self) -> Tensor:
+        """The current weights w (T,), renormalised to sum to T, detached."""
+        with torch.no_grad():
+            raw = torch.stack(list(self.weights)).clamp_min(self.min_weight)
+            return raw * (len(self.tasks) / raw.sum())
+
+    def renormalize(self) -> None:
+        """w ← T·w / Σw in place (Algorithm 1's renormalisation step)."""
+        with torch.no_grad():
+            for param, value in zip(self.weights, self.task_weights()):
+                param.copy_(value)
+
+    def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> Tensor:
+        missing = [t for t in self.tasks if t not in losses]
+        if missing:
+            raise ValueError(f"gradnorm: no loss for tasks {missing}; it weights the losses of {self.tasks}")
+        self.renormalize()
+        weights = torch.stack(list(self.weights))  # (T,)
+        task_losses = torch.stack([losses[t] for t in self.tasks])  # (T,)
+        active = torch.tensor([is_annotated(ctx.batch, t) for t in self.tasks], device=weights.device)
+        self._record_initial_losses(task_losses.detach(), active, ctx.epoch)
+        update = torch.nonzero(active & self.initial_ready).flatten().tolist()
+        grad_norms = self._grad_norms(task_losses, update, ctx) if len(update) >= 2 else None
+        extras = [v for k, v in losses.items() if k not in self.tasks]
+        total = (weights.detach() * task_losses).sum() + (torch.stack(extras).sum() if extras else 0.0)
+        total.backward()
+        self.last_weights = dict(zip(self.tasks, weights.detach().tolist()))
+        if grad_norms is not None:
+            initial = self.initial_loss_sum[update] / self.initial_loss_count[update]
+            objective = gradnorm_loss(weights[update], grad_norms, task_losses[update], initial, self.alpha)
+            chosen = [self.weights[i] for i in update]
+            for param, grad in zip(chosen, torch.autograd.grad(objective, chosen)):
+                param.grad = grad
+        return total.detach()
+
+    def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
+        if self.initial_loss == "first_epoch" and epoch == 0:
+            self.initial_ready |= self.initial_loss_count > 0
+        self.renormalize()
+        log.info("gradnorm: task weights after epoch %d: %s", epoch,
+                 {t: round(float(w), 4) for t, w in zip(self.tasks, self.task_weights())})
+
+    def _record_initial_losses(self, values: Tensor, active: Tensor, epoch: int) -> None:
+        """Accumulate L_i(0) for annotated tasks that have none yet; mark it ready per ``initial_loss``."""
+        pending = active & ~self.initial_ready
+        self.initial_loss_sum += torch.where(pending, values, torch.zeros_like(values))
+        self.initial_loss_count += pending.to(self.initial_loss_count.dtype)
+        if self.initial_loss == "first_step" or epoch > 0:  # after epoch 0, a late task uses its first step
+            self.initial_ready |= pending
+
+    def _grad_norms(self, task_losses: Tensor, tasks: list[int], ctx: StepContext) -> Tensor:
+        """‖∇_W L_i‖ for the listed tasks, W the last shared layer's weight (one partial backward each)."""
+        weight = self._shared_weight(ctx)
+        norms = [torch.linalg.vector_norm(torch.autograd.grad(task_losses[i], weight, retain_graph=True)[0])
+                 for i in tasks]
+        return torch.stack(norms)
+
+    def _shared_weight(self, ctx: StepContext) -> nn.Parameter:
+        if self._layer_name is None:
+            self._layer_name = last_shared_layer(ctx.model, ctx.model.shared_parameters(), ctx.outputs.features)
+            log.info("gradnorm: W is the weight of %s", self._layer_name)
+        try:
+            return ctx.model.get_submodule(self._layer_name).weight
+        except AttributeError:
+            raise ValueError(f"gradnorm: layer={self._layer_name!r} is no module with a weight in the model; "
+                             f"use a name from model.named_modules() or layer=auto") from None

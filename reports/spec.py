@@ -1,0 +1,96 @@
+"""The one place that says which stored runs fill which row of which table: change it here.
+
+Rows of the paper's layouts (Kollias, Sharmanska & Zafeiriou, AAAI-24, Tables 2-5) are
+``(label, method, option filter)``: a stored run belongs to the row when its method is ``method``
+and each filtered hyperparameter equals the given value (compared as text). Runs of one row that
+differ in other hyperparameters become sub-rows, labelled with the options that tell them apart.
+A method not named here (a plugin, a new baseline) still appears in the negative-transfer table
+and in Table 5, as an extra row under its registry name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+RowSpec = tuple[str, str, dict[str, Any]]
+
+#: The single-task reference method and the hyperparameter naming its task.
+SINGLE_TASK, TASK_OPTION = "single_task", "task"
+
+#: Rows of each paper layout, top to bottom.
+LAYOUT_ROWS: dict[str, tuple[RowSpec, ...]] = {
+    "table2": (
+        ("ST", "single_task", {}),
+        ("NC MT", "no_coupling", {}),
+        ("S-T NC MT", "student_teacher", {}),
+        ("C MT (DM)", "dmsca", {"relatedness": "domain"}),
+        ("C MT (DB)", "dmsca", {"relatedness": "db"}),
+    ),
+    # "*": the row is repeated once per value found in the store (Table 3: per relatedness source)
+    "table3": (
+        ("NC MT", "no_coupling", {}),
+        ("SCA only", "sca_only", {"relatedness": "*"}),
+        ("DM only", "dm_only", {"relatedness": "*"}),
+        ("DM + SCA", "dmsca", {"relatedness": "*"}),
+    ),
+    "table4": (
+        ("2×ST", "single_task", {}),
+        ("MT, no coupling", "no_coupling", {}),
+        ("MT, coupling", "dmsca", {}),
+    ),
+    "table5": (
+        ("ST", "single_task", {}),
+        ("NC MT", "no_coupling", {}),
+        ("S-T NC MT", "student_teacher", {}),
+        ("MGDA-UB", "mgda_ub", {}),
+        ("GradNorm", "gradnorm", {}),
+        ("AdaShare", "adashare", {}),
+        ("Task Routing", "task_routing", {}),
+        ("C MT (DM+SCA)", "dmsca", {}),
+    ),
+}
+
+#: Values a "*" row is shown for when the store has none of its runs (Table 3: relatedness sources).
+EXPECTED_VALUES: dict[str, tuple[str, ...]] = {"relatedness": ("domain", "db")}
+ANY = "*"
+
+#: Hyperparameters the negative-transfer table always shows; others only where they tell rows apart.
+SHOWN_OPTIONS: tuple[str, ...] = ("relatedness",)
+
+#: Row order of the negative-transfer table (unknown methods follow, alphabetically).
+METHOD_ORDER: tuple[str, ...] = ("single_task", "no_coupling", "student_teacher", "mgda_ub", "gradnorm",
+                                 "adashare", "task_routing", "sca_only", "dm_only", "dmsca")
+
+#: Multi-stage protocols: a run named by another run's ``links[role]`` is an earlier stage of that
+#: run (AdaShare's policy search before its retraining) and is not a row of its own.
+EARLIER_STAGE_LINKS: tuple[str, ...] = ("policy_run",)
+
+#: Hyperparameters that differ run by run without making a different method (ids of linked runs).
+RUN_SPECIFIC_OPTIONS: frozenset[str] = frozenset({"policy_run"})
+
+#: Task roles of Tables 4 and 5: a task reports the role's metrics (Acc, F1) if it has them.
+#: Class tasks come first, then attribute tasks.
+TASK_ROLES: dict[str, tuple[str, str]] = {
+    "classes": ("accuracy", "f1_macro"),
+    "attributes": ("accuracy_mean", "f1_mean"),
+}
+
+#: Short metric names in the paper layouts' headers.
+METRIC_LABELS: dict[str, str] = {
+    "accuracy": "Acc", "f1_macro": "F1", "mean_class_accuracy": "mAcc", "accuracy_mean": "Acc", "f1_mean": "F1",
+}
+
+
+def matches(method: str, options: dict[str, Any], spec: RowSpec) -> bool:
+    """Whether a run of ``method`` with ``options`` belongs to the row ``spec``."""
+    _, wanted, selector = spec
+    return method == wanted and all(k in options if v == ANY else str(options.get(k)) == str(v)
+                                    for k, v in selector.items())
+
+
+def task_role(metrics: set[str]) -> str | None:
+    """The role (``classes`` / ``attributes``) of a task reporting ``metrics``; None if neither."""
+    for role, names in TASK_ROLES.items():
+        if any(name in metrics for name in names):
+            return role
+    return None
