@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from benchmark.backbones import check_backbone
+from benchmark.backbones import BUILTIN_BACKBONES, check_backbone
 from benchmark.config import RunConfig
 from benchmark.linked import dependency_configs, link_entry, load_linked, model_path, save_model
 from benchmark.options import parse_overrides, resolve
@@ -58,6 +58,10 @@ def resolve_configs(request: RunRequest) -> tuple[Db, list[RunConfig]]:
     """The db and the fully resolved configs one request stands for (``single_task`` gives one per task)."""
     method_cls = METHODS.get(request.method)
     check_backbone(request.backbone, request.pretrained)
+    supported = method_cls.supported_backbones
+    if supported and request.backbone not in supported and request.backbone in BUILTIN_BACKBONES:
+        raise ValueError(f"method {request.method!r} cannot use backbone {request.backbone!r}; "
+                         f"use one of {', '.join(supported)} (or another timm model of that family)")
     db = open_db(request.db, request.db_set, request.data_root)
     db.check_fold(request.fold)
     preset = db.preset()

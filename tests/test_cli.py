@@ -64,6 +64,7 @@ def test_completed_run_is_skipped_unless_forced(tmp_path, capsys):
     (["--method", "no_coupling", "--db-set", "overlap=lots"], "overlap='lots': expected float"),
     (["--method", "no_coupling", "--pretrained", "/nonexistent/w.pth"], "never downloads weights"),
     (["--method", "no_coupling", "--fold", "1"], "has fixed splits"),
+    (["--method", "adashare"], "cannot use backbone 'smallcnn'; use one of resnet18"),
 ])
 def test_bad_input_is_a_clear_error_and_stores_nothing(tmp_path, capsys, args, message):
     assert run(tmp_path, *args) == 2

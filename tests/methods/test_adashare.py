@@ -15,7 +15,7 @@ from benchmark.runner import RunRequest, execute, resolve_configs
 from benchmark.tasks import Batch, collate, task_loss
 from methods import LinkedRun, StepContext
 from methods.adashare import PREFIX, AdaShare
-from methods.adashare_net import (FixedPolicyNet, Schedule, SearchNet, deterministic_policy, install_gates,
+from methods.adashare_net import (Schedule, deterministic_policy, install_gates,
                                   policy_samples, residual_blocks, sampled_policy, sharing_loss, sparsity_loss)
 from reports.compare import later_stages_only
 from results import ResultsStore
