@@ -23,6 +23,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors, no progress bars")
 
 
+def _execution(parser: argparse.ArgumentParser) -> None:
+    """How training executes here (``benchmark/train.py``'s TrainOptions, and --amp)."""
+    parser.add_argument("--amp", choices=["off", "auto", "bf16", "fp16"], default="off",
+                        help="mixed precision: auto = bf16 on GPUs that have it, else fp16 with a grad scaler; off on "
+                             "CPU. Part of the run's identity (default: %(default)s)")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format (GPU convolutions)")
+    parser.add_argument("--compile", nargs="?", const="inductor", metavar="BACKEND",
+                        help="torch.compile the network (backend default: inductor)")
+    parser.add_argument("--workers", type=int, help="DataLoader workers (default: sized to the machine; 0 for "
+                        "in-memory dbs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,7 +57,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", help="folder of the db's files (file-based dbs)")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     run.add_argument("--force", action="store_true", help="train again even if an identical run completed")
+    run.add_argument("--resume", action="store_true", help="continue an unfinished (killed, interrupted) run "
+                     "from its last epoch's checkpoint")
+    run.add_argument("--checkpoints", choices=["temporary", "keep", "off"], default="temporary",
+                     help="checkpoint at each epoch's end in WORKDIR/checkpoints/, deleted when the run completes "
+                          "(temporary), kept, or none (default: %(default)s)")
+    run.add_argument("--no-sync-batchnorm", dest="sync_batchnorm", action="store_false",
+                     help="under torchrun on GPUs, keep per-process BatchNorm statistics")
+    _execution(run)
     _common(run)
+
+    bench = sub.add_parser("bench", help="images/s of methods on one backbone, batch size and device; data vs compute")
+    bench.add_argument("--backbone", default="smallcnn", help="(default: %(default)s)")
+    bench.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
+    bench.add_argument("--image-size", type=int, default=64, help="(default: %(default)s)")
+    bench.add_argument("--methods", nargs="+", metavar="NAME[:KEY=VALUE,...]",
+                       help="methods, e.g. adashare:phase=search (default: every registered method)")
+    bench.add_argument("--db", default="synthetic", help="db whose training split is loaded (default: %(default)s)")
+    bench.add_argument("--db-set", action="append", default=[], metavar="KEY=VALUE", help="db option (repeatable)")
+    bench.add_argument("--data-root", help="folder of the db's files (file-based dbs)")
+    bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    bench.add_argument("--steps", type=int, default=20, help="timed steps per method (default: %(default)s)")
+    bench.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: %(default)s)")
+    bench.add_argument("--rounds", type=int, default=5, help="turns the timed steps are split into, across "
+                       "the methods (default: %(default)s)")
+    bench.add_argument("--quiet", action="store_true", help="only warnings and errors")
+    _execution(bench)
 
     ls = sub.add_parser("ls", help="list methods, dbs or backbones")
     ls.add_argument("what", choices=["methods", "dbs", "backbones"])
@@ -79,8 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
                      "prior of the db, or a CSV path (default: %(default)s)")
     rel.add_argument("--db-set", action="append", default=[], metavar="KEY=VALUE", help="db option (repeatable)")
     rel.add_argument("--data-root", help="folder of the db's files (file-based dbs)")
-    rel.add_argument("--fold", type=int, help="cross-validation fold whose training split is counted")
+    rel.add_argument("--fold", type=int, help="cross-validation fold whose training split is counted (default 0)")
     rel.add_argument("--out", default=".", metavar="DIR", help="where the CSV and PNG go (default: %(default)s)")
+
+    sw = sub.add_parser("sweep", help="run an experiment file's grid, dependencies first, skipping completed runs")
+    sw.add_argument("file", help="experiment file (TOML), e.g. experiments/cpu_small.toml")
+    sw.add_argument("--executor", choices=["local", "ray"], default="local",
+                    help="local processes, or Ray tasks (default: %(default)s)")
+    sw.add_argument("--jobs", type=int, default=1, help="local: runs at a time, each in its own process (default: 1)")
+    sw.add_argument("--address", help="ray: the cluster to join (default: start Ray on this machine)")
+    sw.add_argument("--dry-run", action="store_true", help="print the expanded grid and what would run; train nothing")
+    sw.add_argument("--data-root", action="append", default=[], metavar="DB=DIR",
+                    help="data root of a db, over the file's data_root (repeatable)")
+    sw.add_argument("--device", default="auto", help="local: auto, cpu, cuda or cuda:N (default: %(default)s)")
+    sw.add_argument("--force", action="store_true", help="train the grid's runs again even if completed")
+    _common(sw)
 
     exp = sub.add_parser("export", help="write stored runs as JSON lines")
     exp.add_argument("file", help="output .jsonl file ('-' for stdout)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -14,20 +15,40 @@ from results import RunRecord
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.runner import RunRequest, execute, pick_device, resolve_configs
+    from benchmark.amp import resolve_precision
+    from benchmark.distributed import init_distributed, is_main_process, shutdown_distributed
+    from benchmark.runner import RunRequest, execute, resolve_configs
+    from benchmark.train import TrainOptions
 
-    device = pick_device(args.device)
-    with open_store(args.workdir) as store:
-        for seed in args.seed:
-            request = RunRequest(method=args.method, db=args.db, backbone=args.backbone, seed=seed, fold=args.fold,
-                                 epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                 image_size=args.image_size, pretrained=args.pretrained,
-                                 method_set=args.method_set, db_set=args.db_set, data_root=args.data_root)
-            db, configs = resolve_configs(request)
-            for cfg in configs:
-                record = execute(cfg, db, store, device, force=args.force, progress=not args.quiet,
-                                 workdir=args.workdir)
-                print(run_summary(record))
+    device = init_distributed(args.device)  # under torchrun: join the process group, this process's GPU
+    if not is_main_process():
+        logging.getLogger().setLevel(logging.WARNING)  # rank 0 reports
+    options = TrainOptions(channels_last=args.channels_last, compile=args.compile, workers=args.workers,
+                           sync_batchnorm=args.sync_batchnorm)
+    try:
+        with open_store(args.workdir) as store:
+            for seed in args.seed:
+                request = RunRequest(method=args.method, db=args.db, backbone=args.backbone, seed=seed, fold=args.fold,
+                                     epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                     image_size=args.image_size, pretrained=args.pretrained,
+                                     method_set=args.method_set, db_set=args.db_set, data_root=args.data_root,
+                                     precision=resolve_precision(args.amp, device))
+                db, configs = resolve_configs(request)
+                for cfg in configs:
+                    record = execute(cfg, db, store, device, force=args.force, progress=not args.quiet,
+                                     workdir=args.workdir, resume=args.resume, checkpoints=args.checkpoints,
+                                     options=options)
+                    if is_main_process():
+                        print(run_summary(record))
+    finally:
+        shutdown_distributed()
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from benchmark.bench import run_bench  # timing lives in benchmark/bench.py
+
+    print(run_bench(args))
     return 0
 
 
@@ -95,6 +116,12 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from benchmark.sweep import cmd_sweep as sweep  # experiment files, planning and executors: benchmark/sweep*.py
+
+    return sweep(args)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from benchmark.reporting import cmd_report as report  # tables and figures live in benchmark/reporting.py
 
@@ -130,8 +157,9 @@ def cmd_relatedness(args: argparse.Namespace) -> int:
     from methods.dmsca import resolve_relatedness
 
     db = open_db(args.db, args.db_set, args.data_root)
-    db.check_fold(args.fold)
-    problem = db.problem(args.fold)
+    fold = 0 if args.fold is None and db.num_folds else args.fold  # a counted matrix needs some training split
+    db.check_fold(fold)
+    problem = db.problem(fold)
     source, matrix = resolve_relatedness(problem, args.source)
     classes, attributes = problem.pair()
     print(f"p(attribute | class) of db {args.db!r}, source {source!r} ({matrix.shape[0]} x {matrix.shape[1]})")

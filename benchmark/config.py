@@ -9,6 +9,9 @@ from typing import Any
 
 #: Fields that say which strategy trains; everything else is the "protocol" a run is compared under.
 METHOD_FIELDS = ("method", "method_options")
+#: Fields added after runs were first stored, with their old implicit value: left out of ``to_dict`` (so of
+#: the run id and the stored config) at that value, so earlier runs keep their ids and protocols.
+LATER_FIELDS: dict[str, Any] = {"precision": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class RunConfig:
         backbone: ``smallcnn`` or a timm model name. pretrained: local weights file, or None.
         seed: seed of the run (initialisation, data order). fold: cross-validation fold, or None.
         epochs, batch_size, lr, image_size, augmentation, label_smoothing: the training protocol.
+        precision: ``fp32``, or mixed precision ``bf16`` / ``fp16`` (``--amp``): it changes the numerics
+            of every step, so it is part of the identity (and of the protocol runs are paired under).
     """
 
     method: str
@@ -37,9 +42,14 @@ class RunConfig:
     pretrained: str | None = None
     method_options: dict[str, Any] = field(default_factory=dict)
     db_options: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for key, implicit in LATER_FIELDS.items():
+            if data[key] == implicit:
+                del data[key]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -58,7 +68,8 @@ class RunConfig:
     def describe(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in sorted(self.method_options.items()))
         return f"{self.method}{'[' + opts + ']' if opts else ''} on {self.db} / {self.backbone} / seed {self.seed}" + (
-            f" / fold {self.fold}" if self.fold is not None else "")
+            f" / fold {self.fold}" if self.fold is not None else "") + (
+            f" / {self.precision}" if self.precision != "fp32" else "")
 
 
 def _digest(data: dict[str, Any]) -> str:

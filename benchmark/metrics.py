@@ -73,4 +73,7 @@ def task_metrics(spec: TaskSpec, logits: np.ndarray, target: np.ndarray, mask: n
         f1s, accs = attribute_scores((logits > 0).astype(int), np.where(mask, target, 0).astype(int), mask)
         values = {"f1_mean": float(np.mean(f1s)) if f1s else float("nan"),
                   "accuracy_mean": float(np.mean(accs)) if accs else float("nan")}
+        # The EmotioNet challenge's AU score (Benitez-Quiroz et al., arXiv:1703.01210, 2017): the mean
+        # of the per-AU mean F1 and the per-AU mean accuracy.
+        values["f1_acc_avg"] = (values["f1_mean"] + values["accuracy_mean"]) / 2
     return {m: values[m] for m in spec.metrics}

@@ -3,6 +3,11 @@
 Missing annotations are the normal case (Kollias et al., AAAI-24, Sec. 3): a class target of -1
 or an attribute mask of 0 means "not annotated", never "negative". Every loss here is computed
 over annotated entries only and normalised by their count.
+
+Under ``torchrun`` each process holds a shard of the global batch and gradients are averaged across
+processes, so each process's loss is its share: its sum over its annotated entries divided by the
+*global* count over the world size (:func:`global_count`, :func:`as_global_mean`); the mean of the
+shares over processes is then the loss of the whole global batch, whatever each shard annotates.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -25,6 +31,7 @@ METRIC_HIGHER_IS_BETTER: dict[str, bool] = {
     "f1_macro": True,
     "accuracy_mean": True,
     "f1_mean": True,
+    "f1_acc_avg": True,  # (f1_mean + accuracy_mean) / 2: the EmotioNet challenge's AU score
 }
 DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
     "multiclass": ("accuracy", "mean_class_accuracy", "f1_macro"),
@@ -133,7 +140,9 @@ class Batch:
     """A mini-batch: inputs, and per task a target and a mask of annotated entries.
 
     ``targets[t]`` is (B,) int64 with -1 for "not annotated" (multiclass) or (B, M) float in
-    {0, 1} (attributes); ``masks[t]`` is (B,) or (B, M) bool, True where annotated.
+    {0, 1} (attributes); ``masks[t]`` is (B,) or (B, M) bool, True where annotated. A batch mixed
+    by MixAugment (``benchmark/mixing.py``) carries soft targets instead: (B, N) float class
+    probabilities per row (multiclass, mask (B,)) and attribute targets in [0, 1].
     """
 
     inputs: Tensor
@@ -153,6 +162,12 @@ class Batch:
             self.index,
         )
 
+    def pin_memory(self) -> Batch:
+        """The batch in page-locked memory (the DataLoader's ``pin_memory`` calls this), for non-blocking copies."""
+        pin = lambda t: t.pin_memory()  # noqa: E731
+        return Batch(pin(self.inputs), {k: pin(v) for k, v in self.targets.items()},
+                     {k: pin(v) for k, v in self.masks.items()}, self.index)
+
 
 def collate(samples: Sequence[dict]) -> Batch:
     """Stack per-sample dicts ``{"input", "targets", "masks", "index"}`` into a :class:`Batch`."""
@@ -166,7 +181,17 @@ def collate(samples: Sequence[dict]) -> Batch:
 
 
 def masked_cross_entropy(logits: Tensor, target: Tensor, mask: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Cross-entropy averaged over annotated samples; 0 (still differentiable) when none is."""
+    """Cross-entropy averaged over annotated samples; 0 (still differentiable) when none is.
+
+    ``target`` is (B,) class indices (-1 = missing) or (B, K <= N) float class probabilities (soft
+    targets of mixed images; classes past K have probability 0), where
+    CE(p, lambda*a + (1-lambda)*b) = lambda*CE(p, a) + (1-lambda)*CE(p, b).
+    """
+    if target.is_floating_point():
+        if not bool(mask.any()):
+            return logits.sum() * 0.0
+        soft = F.pad(target[mask].to(logits.dtype), (0, logits.shape[1] - target.shape[1]))
+        return F.cross_entropy(logits[mask], soft, label_smoothing=label_smoothing)
     mask = mask & (target >= 0)
     if not bool(mask.any()):
         return logits.sum() * 0.0
@@ -184,7 +209,51 @@ def masked_binary_cross_entropy(logits: Tensor, target: Tensor, mask: Tensor, la
 
 
 def task_loss(spec: TaskSpec, logits: Tensor, target: Tensor, mask: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """The supervised loss of one task over its annotated entries."""
+    """The supervised loss of one task over its annotated entries (this process's share under ``torchrun``)."""
     if spec.kind == "multiclass":
-        return masked_cross_entropy(logits, target, mask, label_smoothing)
-    return masked_binary_cross_entropy(logits, target, mask, label_smoothing)
+        loss = masked_cross_entropy(logits, target, mask, label_smoothing)
+        count = (mask if target.is_floating_point() else mask & (target >= 0)).sum()
+    else:
+        loss, count = masked_binary_cross_entropy(logits, target, mask, label_smoothing), mask.sum()
+    return as_global_mean(loss, count)
+
+
+# ----- torch.distributed: losses over the global batch ------------------------------------------
+def world_size() -> int:
+    """Processes training together (``torchrun``); 1 without torch.distributed."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def global_count(count: Tensor) -> Tensor:
+    """``count`` summed over every process (the global batch's annotated entries); as it is alone.
+
+    Every process must call it at the same point, annotated entries or not (it is a collective).
+    """
+    if world_size() == 1:
+        return count
+    total = count.detach().to(torch.float64).clone()
+    dist.all_reduce(total)
+    return total
+
+
+def as_global_mean(local_mean: Tensor, count: Tensor | int) -> Tensor:
+    """This process's share of a mean over the global batch, from its mean over its own ``count`` entries.
+
+    local_mean * count * K / global count: summed over the K processes' shares and divided by K
+    (gradient averaging) it is the mean over every process's entries. Alone it is ``local_mean``
+    unchanged, bit for bit; a process with no entry gets a share of 0.
+    """
+    if world_size() == 1:
+        return local_mean
+    count = torch.as_tensor(count, device=local_mean.device, dtype=torch.float64)
+    factor = count * world_size() / global_count(count).clamp_min(1.0)
+    return local_mean * factor.to(local_mean.dtype)
+
+
+def all_reduce_mean(value: Tensor) -> Tensor:
+    """The mean of ``value`` over every process (a collective, without gradient); ``value`` itself alone."""
+    if world_size() == 1:
+        return value
+    total = value.detach().clone()
+    dist.all_reduce(total)
+    return total / world_size()

@@ -32,7 +32,8 @@ class Preset:
         image_size: side of the square network input, in pixels.
         batch_size: mini-batch size.
         epochs: training epochs.
-        augmentation: ``"none"``, ``"flip"`` (horizontal flips) or ``"affine"``.
+        augmentation: ``"none"``, ``"flip"`` (horizontal flips), ``"affine"``, or a batch-mixing one
+            (``"mixup"``, ``"mixaugment"``, ``"mixaugment_cutmix"``; ``benchmark/mixing.py``).
         label_smoothing: label smoothing of the supervised losses.
         lr: Adam learning rate (the paper uses 1e-3 throughout).
     """
@@ -52,6 +53,10 @@ class TaskDataset(Dataset):
         targets: per task, (n,) int64 class indices (-1 = missing) or (n, M) float attributes.
         masks: per task, (n,) or (n, M) bool, True where annotated.
         transform: applied to each input tensor (augmentation), or None.
+
+    ``sample_weights`` ((n,) float, default None) makes the training loader draw samples with
+    replacement in proportion to it, as many per epoch as there are samples (e.g. a joined db
+    balancing its datasets); None is a plain shuffle.
     """
 
     def __init__(self, targets: dict[str, Tensor], masks: dict[str, Tensor],
@@ -62,6 +67,7 @@ class TaskDataset(Dataset):
         self.targets = targets
         self.masks = masks
         self.transform = transform
+        self.sample_weights: Tensor | None = None
 
     def __len__(self) -> int:
         return len(next(iter(self.targets.values())))

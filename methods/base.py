@@ -73,6 +73,10 @@ class StepContext:
     step: int
     epoch: int
     label_smoothing: float = 0.0  # the run's, for methods that recompute task losses on part of a batch
+    #: fp16 mixed precision: the gradients of the losses handed to ``backward`` come multiplied by this
+    #: factor (their values do not); a hook that computes with gradient values (norms, Gram matrices)
+    #: divides them by it first, and scales gradients it sets itself by it. 1.0 otherwise.
+    loss_scale: float = 1.0
 
 
 class Method(nn.Module):

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from benchmark.tasks import as_global_mean
+
 DMForm = Literal["paper", "bernoulli"]
 SCAForm = Literal["paper", "soft_target"]
 
@@ -53,7 +55,8 @@ def dm_loss(class_logits: Tensor, attribute_logits: Tensor, relatedness: Tensor,
     elif form != "paper":
         raise ValueError(f"dm_form must be 'paper' or 'bernoulli', got {form!r}")
     per_image = per_entry.sum(dim=1) if reduction == "sum" else per_entry.mean(dim=1)
-    return per_image.mean() if len(per_image) else class_logits.sum() * 0.0
+    # under torchrun: the mean over the global batch's images (each process's share of it)
+    return as_global_mean(per_image.mean() if len(per_image) else class_logits.sum() * 0.0, len(per_image))
 
 
 def co_annotation_scores(labels: Tensor, mask: Tensor, weights: Tensor) -> Tensor:
@@ -85,8 +88,8 @@ def sca_loss(class_logits: Tensor, labels: Tensor, mask: Tensor, weights: Tensor
     if temperature <= 0:
         raise ValueError(f"sca_temperature must be > 0, got {temperature}")
     has_labels = mask.any(dim=1)
-    if not bool(has_labels.any()):
-        return class_logits.sum() * 0.0
+    if not bool(has_labels.any()):  # the share is still taken: under torchrun every process joins the count
+        return as_global_mean(class_logits.sum() * 0.0, has_labels.sum())
     logits, scores = class_logits[has_labels], co_annotation_scores(labels[has_labels], mask[has_labels], weights)
     if class_mask is not None:
         logits, scores = logits[:, class_mask], scores[:, class_mask]
@@ -97,4 +100,4 @@ def sca_loss(class_logits: Tensor, labels: Tensor, mask: Tensor, weights: Tensor
         per_image = -(log_q.exp() * F.log_softmax(logits, dim=1)).sum(dim=1)
     else:
         raise ValueError(f"sca_form must be 'paper' or 'soft_target', got {form!r}")
-    return per_image.mean()
+    return as_global_mean(per_image.mean(), has_labels.sum())  # over the global batch's images with labels

@@ -6,19 +6,22 @@ from collections.abc import Iterable
 
 from torch import Tensor, nn
 
-from benchmark.tasks import Batch
+from benchmark.tasks import Batch, global_count
 
 #: Layer types that count as "a layer of weights" for GradNorm's W.
 WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)
 
 
 def is_annotated(batch: Batch, task: str) -> bool:
-    """Whether ``batch`` holds at least one annotated entry of ``task`` (a class target of -1 is missing)."""
+    """Whether ``batch`` holds at least one annotated entry of ``task`` (a class target of -1 is missing).
+
+    Under ``torchrun``, whether the global batch does: every process gets the same answer.
+    """
     mask = batch.masks[task]
     target = batch.targets[task]
     if not target.is_floating_point():  # class indices: -1 also means "not annotated"
         mask = mask & (target >= 0)
-    return bool(mask.any())
+    return bool(global_count(mask.sum()) > 0)
 
 
 def last_shared_layer(model: nn.Module, shared: Iterable[nn.Parameter], output: Tensor) -> str:
@@ -39,7 +42,7 @@ def last_shared_layer(model: nn.Module, shared: Iterable[nn.Parameter], output: 
     shared_ids = {id(p) for p in shared}
     layers = {id(m.weight): name for name, m in model.named_modules()
               if isinstance(m, WEIGHT_LAYERS) and m.weight.requires_grad and id(m.weight) in shared_ids}
-    best: tuple[int, str] | None = None
+    best: tuple[int, set[str]] | None = None
     seen: set = set()
     stack = [output.grad_fn] if output.grad_fn is not None and layers else []
     while stack:
@@ -52,9 +55,15 @@ def last_shared_layer(model: nn.Module, shared: Iterable[nn.Parameter], output: 
             if variable is not None and id(variable) in layers:
                 order = node._sequence_nr()  # creation order of the node that used the weight
                 if best is None or order > best[0]:
-                    best = (order, layers[id(variable)])
+                    best = (order, {layers[id(variable)]})
+                elif order == best[0]:
+                    best[1].add(layers[id(variable)])
             stack.append(child)
     if best is None:
         raise ValueError("no trainable shared conv/linear layer produced this output; pass the layer's "
                          "module name explicitly (GradNorm's layer='backbone.NAME')")
-    return best[1]
+    if len(best[1]) > 1:  # one node used several layers' weights: a compiled (torch.compile) network
+        raise ValueError(f"the autograd graph does not tell which of the layers {sorted(best[1])} ran last (one "
+                         f"fused node uses them all, as a torch.compile'd network has); pass GradNorm's "
+                         f"layer='NAME' explicitly (the layer found without --compile)")
+    return best[1].pop()

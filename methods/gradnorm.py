@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from benchmark.tasks import Problem
+from benchmark.tasks import Problem, all_reduce_mean
 from methods.base import METHODS, Method, MultiTaskModel, StepContext
 from methods.gradients import is_annotated, last_shared_layer
 
@@ -46,7 +46,9 @@ class GradNorm(Method):
     are renormalised to Σ_i w_i = T (Algorithm 1; applied at the start of the next backward and at
     each epoch's end, before anything reads them). A task with no annotated entry in the batch is
     left out of that step's L_grad (its L_i = 0 would read as "trained infinitely fast") and its
-    weight gets no gradient, so Adam skips it; with fewer than two such tasks no weight moves.
+    weight gets no gradient, so Adam skips it; with fewer than two such tasks no weight moves. Under
+    ``torchrun`` the losses and the gradients of W are the global batch's; under fp16 mixed
+    precision the gradients of W are unscaled (``ctx.loss_scale``) before their norms are taken.
 
     Args:
         alpha: the asymmetry α (paper: 1.5 on NYUv2, 0.12 on its toy regression).
@@ -108,7 +110,8 @@ class GradNorm(Method):
         weights = torch.stack(list(self.weights))  # (T,)
         task_losses = torch.stack([losses[t] for t in self.tasks])  # (T,)
         active = torch.tensor([is_annotated(ctx.batch, t) for t in self.tasks], device=weights.device)
-        self._record_initial_losses(task_losses.detach(), active, ctx.epoch)
+        global_losses = all_reduce_mean(task_losses.detach())  # L_i of the global batch (torchrun), for the ratios
+        self._record_initial_losses(global_losses, active, ctx.epoch)
         update = torch.nonzero(active & self.initial_ready).flatten().tolist()
         grad_norms = self._grad_norms(task_losses, update, ctx) if len(update) >= 2 else None
         extras = [v for k, v in losses.items() if k not in self.tasks]
@@ -117,10 +120,10 @@ class GradNorm(Method):
         self.last_weights = dict(zip(self.tasks, weights.detach().tolist()))
         if grad_norms is not None:
             initial = self.initial_loss_sum[update] / self.initial_loss_count[update]
-            objective = gradnorm_loss(weights[update], grad_norms, task_losses[update], initial, self.alpha)
+            objective = gradnorm_loss(weights[update], grad_norms, global_losses[update], initial, self.alpha)
             chosen = [self.weights[i] for i in update]
             for param, grad in zip(chosen, torch.autograd.grad(objective, chosen)):
-                param.grad = grad
+                param.grad = grad * ctx.loss_scale  # scaled like every other gradient, for the grad scaler to unscale
         return total.detach()
 
     def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
@@ -139,11 +142,15 @@ class GradNorm(Method):
             self.initial_ready |= pending
 
     def _grad_norms(self, task_losses: Tensor, tasks: list[int], ctx: StepContext) -> Tensor:
-        """‖∇_W L_i‖ for the listed tasks, W the last shared layer's weight (one partial backward each)."""
+        """‖∇_W L_i‖ for the listed tasks, W the last shared layer's weight (one partial backward each).
+
+        The true norms: gradients arrive multiplied by ``ctx.loss_scale`` under fp16 mixed precision;
+        under ``torchrun`` ∇_W L_i of the global batch is the mean of the processes' (their losses are shares).
+        """
         weight = self._shared_weight(ctx)
-        norms = [torch.linalg.vector_norm(torch.autograd.grad(task_losses[i], weight, retain_graph=True)[0])
-                 for i in tasks]
-        return torch.stack(norms)
+        grads = torch.stack([torch.autograd.grad(task_losses[i], weight, retain_graph=True)[0] for i in tasks])
+        grads = all_reduce_mean(grads.float() / ctx.loss_scale)  # (T, *W.shape)
+        return torch.linalg.vector_norm(grads.flatten(1), dim=1)
 
     def _shared_weight(self, ctx: StepContext) -> nn.Parameter:
         if self._layer_name is None:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from benchmark.tasks import all_reduce_mean, world_size
 from methods.base import METHODS, Method, StepContext
 from methods.gradients import is_annotated
 from methods.min_norm import SOLVERS, MinNormSolution, solve
@@ -29,7 +30,9 @@ class MgdaUB(Method):
     upper-bound surrogate of Sec. 3.3); then one backward through the backbone from z with
     Σ_t α_t g_t. Each head gets its own task's gradient (Algorithm 2, task-specific update). A task
     with no annotated entry in the batch gets α_t = 0 for that step. ``last_weights`` holds the
-    latest α by task, ``last_solution`` the solver's report.
+    latest α by task, ``last_solution`` the solver's report. Under ``torchrun`` the Gram matrix and
+    the losses are the global batch's (every process solves the same problem); under fp16 mixed
+    precision the gradients are unscaled (``ctx.loss_scale``) before the solver sees them.
 
     Args:
         normalization: divide g_t by n_t before solving (the authors' code, not in the paper):
@@ -79,7 +82,9 @@ class MgdaUB(Method):
         extras = [value for name, value in losses.items() if name not in ctx.model.heads]  # e.g. a subclass's regulariser
         active = [t for t in tasks if is_annotated(ctx.batch, t)]
         z_grads, head_grads = self._per_task_gradients(losses, tasks, ctx)
-        alpha, scale = self.task_weights(active, [losses[t] for t in active], [z_grads[t] for t in active])
+        # α from the true gradients: under fp16 mixed precision they arrive multiplied by the loss scale
+        unscaled = [None if z_grads[t] is None else z_grads[t].double() / ctx.loss_scale for t in active]
+        alpha, scale = self.task_weights(active, [losses[t] for t in active], unscaled)
         self.last_weights = {t: float(alpha.get(t, 0.0)) for t in tasks}
         combined = torch.zeros_like(z)  # Σ_t α_t g_t (/ n_t), what the backbone receives at z
         for task in active:
@@ -116,14 +121,32 @@ class MgdaUB(Method):
         if not tasks:
             return {}, {}
         vectors = torch.stack([self._as_vector(g, z_grads) for g in z_grads]).double()  # (T, N)
-        gram = (vectors @ vectors.T).cpu().numpy()  # (T, N) @ (N, T) -> (T, T)
-        norms = self._normalizers(gram, losses)
+        gram = self._global_gram(vectors)
+        if not np.isfinite(gram).all():  # overflowed fp16 gradients: the grad scaler skips this step
+            log.debug("mgda_ub: non-finite task gradients; equal weights for this (skipped) step")
+            return {t: 1.0 / len(tasks) for t in tasks}, {t: 1.0 for t in tasks}
+        values = all_reduce_mean(torch.stack([loss.detach() for loss in losses]))  # the global batch's losses
+        norms = self._normalizers(gram, list(values))
         solution = solve(gram / np.outer(norms, norms), self.solver, max_iter=self.max_iter, tol=self.tol,
                          away_steps=self.away_steps)
         self.last_solution = solution
         scale = 1.0 / norms if self.scale_by_normalizer else np.ones_like(norms)
         return ({t: float(a) for t, a in zip(tasks, solution.weights)},
                 {t: float(s) for t, s in zip(tasks, scale)})
+
+    def _global_gram(self, vectors: Tensor) -> np.ndarray:
+        """G = V Vᵀ (T, T) of the task gradients over the global batch (every process under ``torchrun``).
+
+        A process's loss is its share of the global loss (``benchmark.tasks.as_global_mean``), so the
+        global gradient on its samples is its own divided by K: flattened, the processes' blocks are
+        disjoint and G = Σ_r G_r / K²; summed over the batch, the sums add up first.
+        """
+        if self.batch_reduction == "sum":
+            vectors = all_reduce_mean(vectors)
+        gram = vectors @ vectors.T  # (T, N) @ (N, T) -> (T, T)
+        if self.batch_reduction == "flatten" and world_size() > 1:
+            gram = all_reduce_mean(gram) / world_size()
+        return gram.cpu().numpy()
 
     def _as_vector(self, grad: Tensor | None, all_grads: list[Tensor | None]) -> Tensor:
         """g_t (B, D) as one vector: flattened over batch × features, or summed over the batch first."""

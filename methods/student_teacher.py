@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmark.tasks import Problem, TaskSpec
+from benchmark.tasks import Problem, TaskSpec, global_count, world_size
 from methods.base import METHODS, Dependency, LinkedRun, Method, MultiTaskModel, StepContext
 
 log = logging.getLogger(__name__)
@@ -96,23 +96,26 @@ class StudentTeacher(Method):
         for task, real_loss in task_losses.items():
             spec = ctx.problem.task(task)
             target, mask = ctx.batch.targets[task], ctx.batch.masks[task]
-            annotated = mask & (target >= 0) if spec.kind == "multiclass" else mask
+            soft = target.is_floating_point()  # mixed batches (benchmark/mixing.py) carry class probabilities
+            annotated = mask & (target >= 0) if spec.kind == "multiclass" and not soft else mask
             rows = ~annotated if annotated.ndim == 1 else ~annotated.all(dim=1)  # (B,) rows with a gap
             logits = ctx.outputs.logits[task]
-            pseudo_sum, n_pseudo = logits.sum() * 0.0, 0
+            pseudo_sum, n_pseudo = logits.sum() * 0.0, torch.zeros((), dtype=torch.long, device=logits.device)
             if bool(rows.any()):
                 q, keep = self.teacher_targets(task, spec, ctx.batch.inputs[rows])
                 if spec.kind == "attributes":
                     keep = keep & ~annotated[rows]  # a teacher fills only the entries that are missing
-                pseudo_sum, n_pseudo = soft_loss_sum(spec, logits[rows], q, keep), int(keep.sum())
-            out[task], out[f"distill/{task}"] = self.combine(real_loss, int(annotated.sum()), pseudo_sum, n_pseudo)
+                pseudo_sum, n_pseudo = soft_loss_sum(spec, logits[rows], q, keep), keep.sum()
+            # counts of the global batch per process (torchrun; the counts themselves alone), as task_loss divides
+            n_real, n_pseudo = (float(global_count(n)) / world_size() for n in (annotated.sum(), n_pseudo))
+            out[task], out[f"distill/{task}"] = self.combine(real_loss, n_real, pseudo_sum, n_pseudo)
         return out
 
-    def combine(self, real_loss: Tensor, n_real: int, pseudo_sum: Tensor, n_pseudo: int) -> tuple[Tensor, Tensor]:
+    def combine(self, real_loss: Tensor, n_real: float, pseudo_sum: Tensor, n_pseudo: float) -> tuple[Tensor, Tensor]:
         """(real term, pseudo term) of one task under ``balance``; their sum is the task's loss."""
         w = self.pseudo_weight
         if self.balance == "separate":
-            return real_loss, w * pseudo_sum / max(n_pseudo, 1)
+            return real_loss, w * pseudo_sum / (n_pseudo or 1)
         denominator = n_real + w * n_pseudo
         if denominator == 0:
             return real_loss * 0.0, pseudo_sum * 0.0

@@ -29,7 +29,8 @@ def mask_sites(backbone: nn.Module) -> list[tuple[nn.Module, int]]:
     for position, module in enumerate(modules):
         if isinstance(module, nn.Conv2d):
             following = modules[position + 1] if position + 1 < len(modules) else None
-            is_its_norm = isinstance(following, nn.BatchNorm2d) and following.num_features == module.out_channels
+            is_norm = isinstance(following, (nn.BatchNorm2d, nn.SyncBatchNorm))  # SyncBatchNorm: torchrun on GPUs
+            is_its_norm = is_norm and following.num_features == module.out_channels
             sites.append((following if is_its_norm else module, module.out_channels))
     if not sites:
         raise ValueError(f"task_routing masks conv channels, and {type(backbone).__name__} has no nn.Conv2d; "

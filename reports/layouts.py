@@ -77,7 +77,8 @@ def _missing(row: LayoutRow, block: Block) -> str:
 
 
 def _pairs(options: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in options.items())
+    """``k=v, ...``; a tuple of alternatives reads ``k=a or b``."""
+    return ", ".join(f"{k}={' or '.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in options.items())
 
 
 def _value(row: LayoutRow, block: Block, column: Column | None, options: ReportOptions) -> Stat:

@@ -1,0 +1,201 @@
+"""``bench``: images per second of each method on one backbone, batch size and device, and where the time goes.
+
+Each method trains with the training step runs use (``benchmark.train.train_step``: AMP, channels-last,
+compile as asked) on batches of the db's training loader (workers and pinned memory as in a run), its
+own network built with the same seed: ``warmup`` untimed steps, then ``steps`` timed ones, taken in
+``rounds`` turns across the methods so that a change in the machine's load hits every method alike.
+Waiting for the next batch is data loading; the step itself (copy to the device, forward, losses,
+the method's backward, update; synchronised on a GPU) is compute. images/s = images / (data + compute).
+Methods that declare linked runs (student-teacher's teachers) get untrained ones: their forward
+passes are what costs. On a GPU, "peak MB" is the memory a step needs beyond the resident networks and
+optimizer states.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from tabulate import tabulate
+from torch.utils.data import DataLoader
+
+from benchmark.amp import resolve_precision
+from benchmark.backbones import check_backbone, create_backbone, create_heads
+from benchmark.config import RunConfig
+from benchmark.data import augmentation
+from benchmark.linked import dependency_configs
+from benchmark.options import parse_overrides, resolve
+from benchmark.runner import open_db, pick_device
+from benchmark.seeding import seed_everything
+from benchmark.tasks import Batch, Problem
+from benchmark.train import Trainer, TrainOptions, build_trainer, train_step
+from datasets import Db
+from methods import METHODS, LinkedRun
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Timing:
+    """One method's figures (None where it could not run, with the reason in ``note``)."""
+
+    method: str
+    images_per_s: float | None = None
+    step_ms: float | None = None
+    data_ms: float | None = None
+    peak_mb: float | None = None
+    note: str = ""
+
+    def timing(self) -> Timing:
+        return self
+
+
+def run_bench(args: argparse.Namespace) -> str:
+    """Time every requested method as ``args`` says; the table, with a header naming the setting."""
+    device = pick_device(args.device)
+    check_backbone(args.backbone)
+    precision = resolve_precision(args.amp, device)
+    options = TrainOptions(channels_last=args.channels_last, compile=args.compile, workers=args.workers)
+    db = open_db(args.db, args.db_set, args.data_root)
+    specs = args.methods or sorted(METHODS.names(), key=lambda n: n != "no_coupling")  # the reference first
+    prepared = [prepare(spec, db, args, device, precision, options) for spec in specs]
+    stepping = [p for p in prepared if isinstance(p, Stepper)]
+    for stepper in stepping:
+        stepper.run(args.warmup, timed=False)
+    rounds = max(1, min(args.rounds, args.steps))
+    for share in [args.steps // rounds + (r < args.steps % rounds) for r in range(rounds)]:
+        for stepper in stepping:  # in turns, so a change of the machine's load hits every method alike
+            stepper.run(share, timed=True)
+    head = (f"backbone={args.backbone} batch={args.batch_size} image={args.image_size}px device={device} "
+            f"precision={precision} channels_last={args.channels_last} compile={args.compile} "
+            f"workers={'auto' if args.workers is None else args.workers} steps={args.steps} rounds={rounds} "
+            f"warmup={args.warmup} threads={torch.get_num_threads()}")
+    return head + "\n" + format_timings([p.timing() for p in prepared])
+
+
+def bench_config(spec: str, db: Db, args: argparse.Namespace, precision: str) -> RunConfig:
+    """The run config of ``spec`` (``name`` or ``name:key=value,...``) under the bench's protocol."""
+    name, _, sets = spec.partition(":")
+    cls = METHODS.get(name)
+    problem = db.problem()
+    options = cls.expand(resolve(cls, parse_overrides(cls, [s for s in sets.split(",") if s], f"method {name!r}")),
+                         problem)[0]
+    preset = db.preset()
+    return RunConfig(method=name, db=db.name, backbone=args.backbone, seed=0, epochs=1, batch_size=args.batch_size,
+                     lr=preset.lr, image_size=args.image_size, augmentation=preset.augmentation,
+                     label_smoothing=preset.label_smoothing, method_options=options, db_options=db.options(),
+                     precision=precision)
+
+
+@dataclass
+class Stepper:
+    """One method's network ready to train, and what its timed steps add up to."""
+
+    spec: str
+    tr: Trainer
+    batches: Iterator[Batch]
+    steps: int = 0
+    timed: int = 0
+    images: int = 0
+    data_s: float = 0.0
+    step_s: float = 0.0
+    peak_mb: float | None = None
+    error: str = ""
+
+    def run(self, steps: int, timed: bool) -> None:
+        """``steps`` training steps, added up if ``timed``; an error (out of memory, say) ends this method's timing."""
+        cuda = self.tr.device.type == "cuda"
+        self.tr.model.train()
+        for _ in range(0 if self.error else steps):
+            started = time.perf_counter()
+            batch = next(self.batches)
+            loaded = time.perf_counter()
+            resident = torch.cuda.memory_allocated(self.tr.device) if cuda else 0
+            try:
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats(self.tr.device)
+                train_step(self.tr, batch, self.steps, 0)
+                if cuda:
+                    torch.cuda.synchronize(self.tr.device)
+            except (RuntimeError, FloatingPointError) as exc:  # out of memory; a NaN loss
+                log.warning("bench: %s stopped: %s", self.spec, exc)
+                self.error = str(exc).splitlines()[0][:90]
+                return
+            self.steps += 1
+            if timed:
+                self.timed, self.images = self.timed + 1, self.images + len(batch)
+                self.data_s += loaded - started
+                self.step_s += time.perf_counter() - loaded
+                if cuda:  # what a step needs beyond the networks and optimizer states already resident
+                    self.peak_mb = max(self.peak_mb or 0.0, (torch.cuda.max_memory_allocated(self.tr.device) - resident) / 2**20)
+
+    def timing(self) -> Timing:
+        """Images/s over the timed steps, and ms per step of compute and of data loading."""
+        if self.error or not self.timed:
+            return Timing(self.spec, note=self.error or "no timed step")
+        return Timing(self.spec, self.images / (self.data_s + self.step_s), 1000 * self.step_s / self.timed,
+                      1000 * self.data_s / self.timed, self.peak_mb)
+
+
+def prepare(spec: str, db: Db, args: argparse.Namespace, device: torch.device, precision: str,
+            options: TrainOptions) -> Stepper | Timing:
+    """``spec``'s method and network, built as a run builds them, with its training loader; a Timing with a note if it cannot run."""
+    try:
+        cfg = bench_config(spec, db, args, precision)
+        supported = METHODS.get(cfg.method).supported_backbones
+        if supported and args.backbone not in supported:
+            return Timing(spec, note=f"needs one of the backbones {', '.join(supported)}")
+        generator = seed_everything(cfg.seed)
+        problem = db.problem()
+        method = METHODS.get(cfg.method)(**cfg.method_options)
+        for role, run in untrained_links(cfg, problem, device).items():
+            method.attach(role, run)
+        tr = build_trainer(cfg, problem, method, device, options)
+    except (RuntimeError, ValueError) as exc:  # e.g. AdaShare's retraining without a learned policy
+        log.warning("bench: %s cannot run: %s", spec, exc)
+        return Timing(spec, note=str(exc).splitlines()[0][:90])
+    data = db.split("train", None, cfg.image_size)
+    data.transform = augmentation(cfg.augmentation)
+    keep = None if method.uses_unannotated_samples else tr.model.tasks
+    return Stepper(spec, tr, _forever(tr.loader(data, cfg.batch_size, train=True, generator=generator, keep_tasks=keep)))
+
+
+def _forever(loader: DataLoader) -> Iterator[Batch]:
+    while True:
+        yield from loader
+
+
+def untrained_links(cfg: RunConfig, problem: Problem, device: torch.device) -> dict[str, LinkedRun]:
+    """The runs ``cfg``'s method declares, untrained (their forward cost is what the bench measures), by role."""
+    out = {}
+    for role, dep in dependency_configs(cfg, problem).items():
+        method = METHODS.get(dep.method)(**dep.method_options)
+        for sub_role, run in untrained_links(dep, problem, device).items():
+            method.attach(sub_role, run)
+        backbone, width = create_backbone(dep.backbone)
+        model = method.build(backbone, create_heads(problem.tasks, width), problem)
+        out[role] = LinkedRun(role, f"untrained-{dep.method}", dep.to_dict(), method.to(device), model.to(device).eval())
+    return out
+
+
+def format_timings(timings: list[Timing]) -> str:
+    """One table: images/s and its ratio to no_coupling (else the first row), ms per step, data share."""
+    ref = next((t for t in timings if t.method == "no_coupling" and t.images_per_s), None) or next(
+        (t for t in timings if t.images_per_s), None)
+    rows = []
+    for t in timings:
+        if t.images_per_s is None:
+            rows.append([t.method, "-", "-", "-", "-", "-", "-", t.note])
+            continue
+        assert t.step_ms is not None and t.data_ms is not None
+        ratio = t.images_per_s / ref.images_per_s if ref and ref.images_per_s else float("nan")
+        rows.append([t.method, f"{t.images_per_s:.1f}", f"{ratio:.2f}", f"{t.step_ms:.1f}", f"{t.data_ms:.1f}",
+                     f"{100 * t.data_ms / (t.data_ms + t.step_ms):.0f}%",
+                     "-" if t.peak_mb is None else f"{t.peak_mb:.0f}", t.note])
+    headers = ["method", "images/s", f"x {ref.method if ref else '?'}", "compute ms/step", "data ms/step",
+               "data share", "peak MB", "note"]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)

@@ -1,0 +1,370 @@
+"""``sweep``: run an experiment file's grid, dependencies first, skipping what the store holds completed.
+
+The plan is a list of runs in dependency order (a run's linked runs, ``Method.dependencies``, come
+before it, each config once even when several runs or entries need it). A backend trains the runs
+(in this process, in N local processes, or as Ray tasks); a run whose dependency failed is not
+started. Progress (k/N, ETA, failures) goes to logging and a tqdm bar; the summary says what failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Protocol
+
+from tabulate import tabulate
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from benchmark.config import RunConfig
+from benchmark.experiment import ExperimentError, load
+from benchmark.grid import DbSpec, GridRun, expand
+from benchmark.linked import dependency_configs, model_path
+from benchmark.options import resolve
+from benchmark.runner import store_path
+from datasets import Db
+from methods import METHODS
+from results import COMPLETED, FAILED, RUNNING, ResultsStore
+
+log = logging.getLogger(__name__)
+
+#: What a sweep does with a run: nothing (completed in the store), train it, or resume an unfinished one.
+DONE, RUN, RESUME = "done", "run", "resume"
+#: Loggers of a single run (epochs, linked runs, methods' setup), quieted to warnings during a sweep.
+QUIET_LOGGERS = ("benchmark.train", "benchmark.runner", "methods")
+
+
+@dataclass
+class Node:
+    """One run of the plan: its config and db, the file entries asking for it (none: a dependency only)."""
+
+    cfg: RunConfig
+    db: DbSpec
+    sources: list[str]
+    needs: list[str]
+    action: str = RUN
+
+    @property
+    def run_id(self) -> str:
+        return self.cfg.run_id
+
+    @property
+    def in_grid(self) -> bool:
+        return bool(self.sources)
+
+
+@dataclass
+class Plan:
+    """The runs of a sweep, every dependency before the runs that need it."""
+
+    path: Path
+    nodes: list[Node]
+
+    def __post_init__(self) -> None:
+        self.by_id = {n.run_id: n for n in self.nodes}
+
+    def closure(self, node: Node) -> list[Node]:
+        """Every run ``node`` builds on, directly or through a chain, in plan order."""
+        seen: set[str] = set()
+        stack = list(node.needs)
+        while stack:
+            run_id = stack.pop()
+            if run_id not in seen:
+                seen.add(run_id)
+                stack += self.by_id[run_id].needs
+        return [n for n in self.nodes if n.run_id in seen]
+
+    def count(self, action: str, in_grid: bool | None = None) -> int:
+        return sum(n.action == action and (in_grid is None or n.in_grid == in_grid) for n in self.nodes)
+
+
+def build_plan(path: Path, grid: list[GridRun], store: ResultsStore | None, workdir: str | Path, force: bool) -> Plan:
+    """Add the grid's dependencies (recursively), order them first and decide each run's action.
+
+    ``store`` None (a dry run before any store exists) plans every run to train.
+    ``force`` retrains the grid's own runs, never a dependency that is not itself in the grid.
+    Raises :class:`ExperimentError` when a method's dependencies cannot be made, depend on each
+    other in a cycle, or a completed dependency's weights file is missing.
+    """
+    nodes: dict[str, Node] = {}
+    dbs: dict[DbSpec, Db] = {}
+
+    def visit(cfg: RunConfig, spec: DbSpec, source: str | None, chain: tuple[str, ...]) -> None:
+        node = nodes.get(cfg.run_id)
+        if node is None:
+            if cfg.run_id in chain:
+                raise ExperimentError(f"{path}: {cfg.describe()} depends on itself through runs "
+                                      f"{' -> '.join(chain + (cfg.run_id,))}; fix {cfg.method}.dependencies()")
+            if spec not in dbs:
+                dbs[spec] = spec.open()
+            try:
+                deps = dependency_configs(cfg, dbs[spec].problem(cfg.fold))
+            except (KeyError, ValueError) as exc:
+                raise ExperimentError(f"{path}: the runs {cfg.describe()} builds on cannot be made: {exc}") from exc
+            for dep in deps.values():
+                visit(dep, spec, None, chain + (cfg.run_id,))
+            node = nodes[cfg.run_id] = Node(cfg, spec, [], [d.run_id for d in deps.values()])
+        if source is not None:
+            node.sources.append(source)
+
+    for run in grid:
+        for source in run.sources:
+            visit(run.cfg, run.db, source, ())
+    plan = Plan(path, list(nodes.values()))
+    for node in plan.nodes:
+        node.action = decide(node, store, force)
+    check_weights(plan, workdir)
+    return plan
+
+
+def decide(node: Node, store: ResultsStore | None, force: bool) -> str:
+    """Done if completed (unless forced), resumed if unfinished (``running`` after a kill, or ``failed``), else run."""
+    stored = None if store is None else store.get(node.run_id)
+    forced = force and node.in_grid
+    if stored is not None and stored.status == COMPLETED and not forced:
+        return DONE
+    if stored is not None and stored.status in (RUNNING, FAILED) and not forced:
+        return RESUME
+    return RUN
+
+
+def check_weights(plan: Plan, workdir: str | Path) -> None:
+    """Every completed run that a run to train builds on must have its weights file (the runner loads it)."""
+    missing = {}
+    for node in plan.nodes:
+        if node.action != DONE:
+            for dep in plan.closure(node):
+                if dep.action == DONE and not model_path(workdir, dep.run_id).is_file():
+                    missing.setdefault(dep.run_id, (dep, node))
+    if missing:
+        lines = "\n".join(f"  - run {d.run_id} ({d.cfg.describe()}), needed by {n.cfg.describe()}: "
+                          f"{model_path(workdir, d.run_id)} is missing" for d, n in missing.values())
+        raise ExperimentError(f"{plan.path}: completed runs without their weights file, nothing was run:\n{lines}\n"
+                              f"Copy the files from the machine that trained them, or retrain those runs "
+                              f"('python -m benchmark run ... --force' with their method and options).")
+
+
+# ----- running the plan -------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    """How one run ended, as a backend reports it."""
+
+    ok: bool
+    error: str | None = None
+    wall_time_s: float | None = None
+
+
+class Backend(Protocol):
+    """Trains the runs of a plan: ``slots`` at a time; ``finish`` records the result on the driver's side."""
+
+    slots: int
+
+    def submit(self, node: Node, closure: list[Node]) -> Future:
+        """Start training ``node`` (``closure``: the completed runs it builds on); a future of its :class:`Outcome`."""
+
+    def finish(self, node: Node, future: Future) -> Outcome:
+        """The outcome of a finished ``future``, with the run recorded in the store (failed ones too)."""
+
+    def close(self) -> None:
+        """Release the workers."""
+
+
+@dataclass
+class Summary:
+    """What a sweep did: runs skipped as done, completed, failed, and not started because a dependency failed."""
+
+    path: Path
+    plan: Plan
+    completed: list[Node] = field(default_factory=list)
+    failed: list[tuple[Node, str]] = field(default_factory=list)
+    blocked: list[tuple[Node, str]] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.blocked
+
+    def text(self) -> str:
+        """The closing summary: counts, then each failed and each not-started run."""
+        plan = self.plan
+        grid = sum(n.in_grid for n in plan.nodes)
+        head = (f"sweep {self.path}: {grid} grid runs + {len(plan.nodes) - grid} dependencies; "
+                f"{plan.count(DONE)} already done, {len(self.completed)} completed, {len(self.failed)} failed, "
+                f"{len(self.blocked)} not started (a dependency failed); "
+                f"wall {timedelta(seconds=round(self.wall_time_s))}")
+        lines = [head]
+        lines += [f"  FAILED  {n.run_id}  {short(n.cfg)}: {error}" for n, error in self.failed]
+        lines += [f"  NOT RUN {n.run_id}  {short(n.cfg)}: needs failed run {dep}" for n, dep in self.blocked]
+        if not self.ok:
+            lines.append("failed runs are stored as failed; sweep again to retry them (completed runs are skipped)")
+        return "\n".join(lines)
+
+
+class Progress:
+    """k/N, ETA and failures across the grid, on a tqdm bar and in one log line per finished run."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.count, self.failures = total, 0, 0
+        self.started = time.monotonic()
+        self.bar = tqdm(total=total, desc="sweep", unit="run", disable=not enabled or total == 0, dynamic_ncols=True)
+
+    def finished(self, node: Node, outcome: Outcome | None, note: str = "") -> None:
+        """Count ``node`` as done (``outcome`` None: not started, ``note`` says why) and log one line."""
+        self.count += 1
+        self.failures += outcome is None or not outcome.ok
+        elapsed = time.monotonic() - self.started
+        eta = timedelta(seconds=round(elapsed / self.count * (self.total - self.count)))
+        if outcome is None:
+            status = f"not started ({note})"
+        else:
+            status = f"completed in {outcome.wall_time_s or 0:.1f}s" if outcome.ok else f"FAILED: {outcome.error}"
+        level = logging.INFO if outcome is not None and outcome.ok else logging.WARNING
+        log.log(level, "[%d/%d] %s %s; ETA %s, %d failed", self.count, self.total, short(node.cfg), status, eta,
+                self.failures)
+        self.bar.update(1)
+        self.bar.set_postfix(failed=self.failures)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_plan(plan: Plan, backend: Backend, progress: Progress) -> Summary:
+    """Train every run of ``plan`` not done, each once its dependencies completed; returns the summary."""
+    summary = Summary(plan.path, plan)
+    started = time.monotonic()
+    done = {n.run_id for n in plan.nodes if n.action == DONE}
+    failed: set[str] = set()
+    queue = [n for n in plan.nodes if n.action != DONE]
+    pending: dict[Future, Node] = {}
+    while queue or pending:
+        waiting = []
+        for node in queue:
+            bad = next((d for d in node.needs if d in failed), None)
+            if bad is not None:
+                failed.add(node.run_id)  # its own dependants are not started either
+                summary.blocked.append((node, bad))
+                progress.finished(node, None, f"needs failed run {bad}")
+            elif len(pending) < backend.slots and all(d in done for d in node.needs):
+                pending[backend.submit(node, plan.closure(node))] = node
+            else:
+                waiting.append(node)
+        queue = waiting
+        if not pending:
+            break
+        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in finished:
+            node = pending.pop(future)
+            outcome = backend.finish(node, future)
+            if outcome.ok:
+                done.add(node.run_id)
+                summary.completed.append(node)
+            else:
+                failed.add(node.run_id)
+                summary.failed.append((node, outcome.error or "unknown error"))
+            progress.finished(node, outcome)
+    summary.wall_time_s = time.monotonic() - started
+    return summary
+
+
+# ----- the dry run ---------------------------------------------------------------------------
+def changed_options(cfg: RunConfig) -> str:
+    """The hyperparameters that differ from the method's defaults (``single_task``'s task, ``dmsca``'s source ...)."""
+    defaults = resolve(METHODS.get(cfg.method), {})
+    return ", ".join(f"{k}={v}" for k, v in cfg.method_options.items() if defaults.get(k, object()) != v)
+
+
+def short(cfg: RunConfig) -> str:
+    """``method[changed options] on db / backbone / seed S[ / fold K]``: a run in one short line."""
+    options = changed_options(cfg)
+    return (f"{cfg.method}{f'[{options}]' if options else ''} on {cfg.db} / {cfg.backbone} / seed {cfg.seed}"
+            + ("" if cfg.fold is None else f" / fold {cfg.fold}"))
+
+
+def plan_table(plan: Plan) -> str:
+    """The expanded grid, one row per run in the order it would train, with what a sweep would do."""
+    state = {DONE: "done", RUN: "to run", RESUME: "to resume"}
+    rows = []
+    for i, n in enumerate(plan.nodes, 1):
+        options = changed_options(n.cfg)
+        rows.append([i, state[n.action], "grid" if n.in_grid else "dependency", n.run_id,
+                     n.cfg.method + (f" [{options}]" if options else ""), n.cfg.db, n.cfg.backbone, n.cfg.seed,
+                     "" if n.cfg.fold is None else n.cfg.fold, " ".join(n.needs)])
+    table = tabulate(rows, headers=["#", "state", "role", "run_id", "method", "db", "backbone", "seed", "fold",
+                                    "needs"], tablefmt="github")
+    grid = sum(n.in_grid for n in plan.nodes)
+    return (f"{plan.path}: {grid} grid runs + {len(plan.nodes) - grid} dependencies; {plan.count(DONE)} done, "
+            f"{plan.count(RUN)} to run, {plan.count(RESUME)} to resume (dry run: nothing trained)\n{table}")
+
+
+# ----- the command ---------------------------------------------------------------------------
+def parse_data_roots(values: list[str]) -> dict[str, str]:
+    """``["cad=/data/cad", ...]`` -> ``{"cad": "/data/cad"}``."""
+    out = {}
+    for value in values:
+        name, sep, root = value.partition("=")
+        if not sep or not name.strip() or not root.strip():
+            raise ValueError(f"--data-root {value!r} must look like DB=DIR, e.g. --data-root cad=/data/cad")
+        out[name.strip()] = root.strip()
+    return out
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Reject options that do not go together, saying which to use instead."""
+    if args.jobs < 1:
+        raise ValueError(f"--jobs {args.jobs}: give 1 or more runs at a time")
+    if args.executor == "ray" and args.jobs != 1:
+        raise ValueError("--jobs is for --executor local; Ray schedules runs by the resources each asks for "
+                         "(set [resources] cpus/gpus in the experiment file)")
+    if args.executor == "ray" and args.device != "auto":
+        raise ValueError("--device is for --executor local; a Ray task trains on the GPU Ray gives it, if any "
+                         "(set [resources] gpus in the experiment file)")
+    if args.address and args.executor != "ray":
+        raise ValueError("--address is the Ray cluster to use: add --executor ray")
+
+
+def make_backend(args: argparse.Namespace, store: ResultsStore, resources: dict[str, float]) -> Backend:
+    """The executor asked for on the command line; Ray is imported only here."""
+    from benchmark import sweep_backends
+
+    if args.executor == "ray":
+        from benchmark.sweep_ray import RayBackend
+
+        return RayBackend(store, args.workdir, args.address, resources)
+    if args.jobs > 1:
+        return sweep_backends.ProcessBackend(store, args.workdir, args.device, args.force, args.jobs)
+    return sweep_backends.InProcessBackend(store, args.workdir, args.device, args.force)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Check and expand the file, plan, then train (or print the plan); non-zero exit when a run failed."""
+    check_arguments(args)
+    experiment = load(args.file)
+    grid = expand(experiment, parse_data_roots(args.data_root))
+    if args.dry_run:
+        store = ResultsStore(store_path(args.workdir)) if store_path(args.workdir).is_file() else None
+        print(plan_table(build_plan(experiment.path, grid, store, args.workdir, args.force)))
+        if store is not None:
+            store.close()
+        return 0
+    with ResultsStore(store_path(args.workdir)) as store:
+        plan = build_plan(experiment.path, grid, store, args.workdir, args.force)
+        log.info("%s: %d grid runs + %d dependencies; %d done, %d to run, %d to resume", experiment.path,
+                 sum(n.in_grid for n in plan.nodes), sum(not n.in_grid for n in plan.nodes), plan.count(DONE),
+                 plan.count(RUN), plan.count(RESUME))
+        for name in QUIET_LOGGERS:  # each run's own chatter would bury the grid's progress; warnings still show
+            logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).getEffectiveLevel()))
+        backend = make_backend(args, store, experiment.resources)
+        progress = Progress(len(plan.nodes) - plan.count(DONE), enabled=not args.quiet)
+        try:
+            with logging_redirect_tqdm():
+                summary = run_plan(plan, backend, progress)
+        finally:
+            progress.close()
+            backend.close()
+    print(summary.text())
+    return 0 if summary.ok else 1

@@ -1,0 +1,202 @@
+"""``sweep``: dependencies first and once, skip-if-done, --force, failures stored while the rest runs, --jobs."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future
+
+import pytest
+import torch
+
+from benchmark import runner, sweep_backends
+from benchmark.checkpoint import checkpoint_path
+from benchmark.cli import main
+from benchmark.experiment import ExperimentError, load
+from benchmark.grid import expand
+from benchmark.linked import model_path
+from benchmark.runner import execute
+from benchmark.sweep import DONE, RESUME, RUN, Node, Outcome, Plan, Progress, build_plan, run_plan
+from benchmark.train import train
+from results import ResultsStore
+from tests.conftest import TINY_DB, tiny_config
+from tests.test_experiment import TINY, write
+
+# The student-teacher needs two single_task teachers: 2 grid runs + 2 dependencies = 4 runs.
+GRID = f"""
+methods = ["student_teacher", "no_coupling"]
+[preset]
+epochs = 1
+[[dbs]]
+name = "synthetic"
+options = {TINY}
+"""
+
+
+@pytest.fixture
+def trained(monkeypatch) -> list[str]:
+    """``method[task]`` of every run the runner trains in this process, in order."""
+    calls: list[str] = []
+
+    def counting(cfg, *args, **kwargs):
+        calls.append(cfg.method + (f"[{cfg.method_options['task']}]" if cfg.method == "single_task" else ""))
+        return train(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "train", counting)
+    return calls
+
+
+def sweep(tmp_path, *args: str, text: str = GRID) -> int:
+    return main(["sweep", str(write(tmp_path, text)), "--workdir", str(tmp_path / "w"), "--quiet", *args])
+
+
+def test_dependencies_first_once_then_skipped_then_forced(tmp_path, trained, capsys):
+    assert sweep(tmp_path) == 0
+    assert trained == ["single_task[classes]", "single_task[attributes]", "student_teacher", "no_coupling"]
+    out = capsys.readouterr().out
+    assert "2 grid runs + 2 dependencies; 0 already done, 4 completed, 0 failed" in out
+    store = ResultsStore(tmp_path / "w" / "results.sqlite")
+    (student,) = store.runs(method="student_teacher")
+    teachers = {r.run_id for r in store.runs(method="single_task")}
+    assert set(student.linked_run_ids.values()) == teachers and all(r.status == "completed" for r in store.runs())
+    assert all(model_path(tmp_path / "w", r.run_id).is_file() for r in store.runs())
+
+    assert sweep(tmp_path) == 0  # everything is done: nothing trains
+    assert len(trained) == 4 and "4 already done, 0 completed" in capsys.readouterr().out
+    assert sweep(tmp_path, "--force") == 0  # the grid's runs again, never the dependencies outside it
+    assert trained[4:] == ["student_teacher", "no_coupling"]
+
+
+def test_a_run_in_the_grid_and_needed_as_a_dependency_trains_once(tmp_path, trained):
+    text = GRID.replace('["student_teacher", "no_coupling"]', '["student_teacher", "single_task", '
+                        '{ name = "student_teacher", options = { pseudo_weight = 0.5 } }]')
+    assert sweep(tmp_path, "--force", text=text) == 0
+    assert trained == ["single_task[classes]", "single_task[attributes]", "student_teacher", "student_teacher"]
+
+
+def test_a_failed_run_is_stored_its_dependants_wait_and_the_rest_goes_on(tmp_path, monkeypatch, capsys):
+    def failing(cfg, *args, **kwargs):
+        if cfg.method_options.get("task") == "classes":
+            raise FloatingPointError("loss 'classes' is nan at epoch 0, step 0")
+        return train(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "train", failing)
+    assert sweep(tmp_path) == 1
+    out = capsys.readouterr().out
+    assert "2 completed, 1 failed, 1 not started" in out and "FAILED" in out and "NOT RUN" in out
+    store = ResultsStore(tmp_path / "w" / "results.sqlite")
+    status = {(r.method, r.method_options.get("task")): (r.status, r.error) for r in store.runs()}
+    assert status[("single_task", "classes")] == (
+        "failed", "FloatingPointError: loss 'classes' is nan at epoch 0, step 0")
+    assert status[("no_coupling", None)][0] == "completed" and ("student_teacher", None) not in status
+    # the other teacher trains although its student will not: it is a result of its own
+    assert status[("single_task", "attributes")][0] == "completed"
+
+
+def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, trained, capsys):
+    assert sweep(tmp_path, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert trained == [] and not (tmp_path / "w").exists()  # no store is made either
+    assert "2 grid runs + 2 dependencies; 0 done, 4 to run" in out
+    rows = [line for line in out.splitlines() if line.startswith("|") and "run_id" not in line and "---" not in line]
+    assert [r.split("|")[3].strip() for r in rows] == ["dependency", "dependency", "grid", "grid"]
+    assert "single_task [task=classes]" in rows[0] and rows[2].split("|")[-2].split() == [
+        rows[0].split("|")[4].strip(), rows[1].split("|")[4].strip()]  # the student needs both teachers
+    assert sweep(tmp_path) == 0
+    assert sweep(tmp_path, "--dry-run") == 0 and "4 done, 0 to run" in capsys.readouterr().out
+
+
+def test_unfinished_runs_are_resumed_and_missing_weights_stop_the_plan(tmp_path, monkeypatch):
+    path = write(tmp_path, GRID)
+    grid = expand(load(path))
+    assert [n.action for n in build_plan(path, grid, None, tmp_path, force=False).nodes] == [RUN] * 4
+    assert sweep(tmp_path) == 0
+    store = ResultsStore(tmp_path / "w" / "results.sqlite")
+    (student_run,) = [r for r in grid if r.cfg.method == "student_teacher"]
+    # train it again keeping its checkpoint, then leave it as Ctrl-C after the last epoch would
+    execute(student_run.cfg, student_run.db.open(), store, torch.device("cpu"), force=True, progress=False,
+            workdir=tmp_path / "w", checkpoints="keep")
+    assert checkpoint_path(tmp_path / "w", student_run.cfg.run_id).is_file()
+    teacher, student = store.runs(method="single_task")[0], store.runs(method="student_teacher")[0]
+    store.delete(student.run_id)
+    student.status, student.error = "failed", "interrupted"
+    store.put(student)
+    plan = build_plan(path, grid, store, tmp_path / "w", force=False)
+    assert [n.action for n in plan.nodes if n.run_id == student.run_id] == [RESUME]
+    assert sum(n.action == DONE for n in plan.nodes) == 3
+    calls = []
+
+    def recording(cfg, *args, **kwargs):
+        calls.append((cfg.method, kwargs["resume"], kwargs["force"]))
+        return execute(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_backends, "execute", recording)
+    assert sweep(tmp_path) == 0 and calls == [("student_teacher", True, False)]
+    resumed = store.get(student.run_id)
+    assert resumed.status == "completed" and resumed.environment["execution"]["resumed"] is True
+    model_path(tmp_path / "w", teacher.run_id).unlink()
+    with pytest.raises(ExperimentError, match=f"run {teacher.run_id} .*{teacher.run_id}.pt is missing"):
+        build_plan(path, grid, store, tmp_path / "w", force=True)  # the student again, on that teacher
+
+
+class FakeBackend:
+    """Finishes the oldest run in flight at each submit (the run named ``fails`` fails); records what ran with what."""
+
+    def __init__(self, slots: int, fails: str) -> None:
+        self.slots, self.fails, self.pending, self.most, self.order = slots, fails, {}, 0, []
+
+    def submit(self, node, closure):
+        future: Future = Future()
+        self.pending[node.run_id] = future
+        self.most = max(self.most, len(self.pending))
+        self.order.append((node.run_id, [n.run_id for n in closure]))
+        oldest = next(iter(self.pending))
+        self.pending.pop(oldest).set_result(Outcome(ok=oldest != self.fails, error="boom"))
+        return future
+
+    def finish(self, node, future):
+        return future.result()
+
+    def close(self):
+        pass
+
+
+def test_the_scheduler_keeps_to_its_slots_and_never_starts_a_run_before_its_dependencies():
+    ids = {name: tiny_config("no_coupling", seed=i).run_id for i, name in enumerate("abcdef")}
+    needs = {"a": [], "b": [], "c": ["a"], "d": ["b"], "e": ["d"], "f": []}  # b fails: d and e must not start
+    nodes = [Node(tiny_config("no_coupling", seed=i), None, ["grid"], [ids[d] for d in needs[name]], RUN)
+             for i, name in enumerate("abcdef")]
+    backend = FakeBackend(slots=2, fails=ids["b"])
+    summary = run_plan(Plan("grid.toml", nodes), backend, Progress(6, enabled=False))
+    name = {v: k for k, v in ids.items()}
+    started = [name[run_id] for run_id, _ in backend.order]
+    assert backend.most <= 2 and started == ["a", "b", "c", "f"]
+    assert dict(backend.order)[ids["c"]] == [ids["a"]]  # the closure handed to the backend
+    assert [name[n.run_id] for n, _ in summary.failed] == ["b"]
+    assert [(name[n.run_id], name[dep]) for n, dep in summary.blocked] == [("d", "b"), ("e", "d")]
+    assert sorted(name[n.run_id] for n in summary.completed) == ["a", "c", "f"]
+
+
+@pytest.mark.slow
+def test_jobs_train_in_worker_processes_that_write_the_store(tmp_path):
+    assert sweep(tmp_path, "--jobs", "2") == 0
+    store = ResultsStore(tmp_path / "w" / "results.sqlite")
+    runs = {r.method + str(r.method_options.get("task", "")): r for r in store.runs()}
+    assert len(runs) == 4 and all(r.status == "completed" for r in runs.values())
+    threads = max(1, (os.cpu_count() or 1) // 2)  # each worker has its share of the cores, not all of them
+    assert all(f"x{threads} threads" in r.environment["device"] for r in runs.values())
+    student = runs["student_teacher"]
+    assert all(runs[f"single_task{t}"].finished_at <= student.started_at for t in ("classes", "attributes"))
+    teachers = {runs["single_taskclasses"].run_id, runs["single_taskattributes"].run_id}
+    assert set(student.linked_run_ids.values()) == teachers
+    assert {r.config["db_options"]["n_train"] for r in runs.values()} == {TINY_DB["n_train"]}
+
+
+def test_adashare_retrainings_share_their_policy_search_which_is_planned_first(tmp_path):
+    text = GRID.replace('["student_teacher", "no_coupling"]', '["adashare", { name = "adashare", options = '
+                        '{ sample_seed = 1 } }]\nbackbones = ["resnet18"]')
+    path = write(tmp_path, text)
+    plan = build_plan(path, expand(load(path)), None, tmp_path, force=False)
+    (search,) = [n for n in plan.nodes if n.cfg.method_options["phase"] == "search"]
+    retrainings = [n for n in plan.nodes if n.cfg.method_options["phase"] == "retrain"]
+    assert plan.nodes[0] is search and not search.in_grid  # a dependency, trained once, first
+    assert len(retrainings) == 2 and all(n.needs == [search.run_id] for n in retrainings)
