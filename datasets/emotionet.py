@@ -15,7 +15,7 @@ from benchmark.tasks import TaskSpec
 from datasets.affect import AffectDb, au_matrix, au_task
 from datasets.base import DBS
 from datasets.filedb import Labels, attribute_labels
-from datasets.files import MissingDataError, parse_fractions, stratified_parts
+from datasets.files import MissingDataError, first_existing, parse_fractions, stratified_parts
 
 log = logging.getLogger(__name__)
 
@@ -128,14 +128,9 @@ class EmotioNet(AffectDb):
         return (au_task(primary="f1_acc_avg"),)
 
     def manual_path(self) -> Path:
-        root = self.root()
         names = (self.manual_csv,) if self.manual_csv else MANUAL_CSVS
-        for name in names:
-            if (root / name).is_file():
-                return root / name
-        raise MissingDataError(f"db 'emotionet': no manually annotated CSV under {root}; looked for\n"
-                               + "\n".join(f"  {root / n}" for n in names)
-                               + f"\nPoint --data-root (or {self.env_var}) at the folder that holds it (or set manual_csv).")
+        return first_existing("emotionet", self.root(), names, "manually annotated CSV",
+                              f"Point --data-root (or {self.env_var}) at the folder that holds it (or set manual_csv).")
 
     def local_name(self, url: str) -> str:
         """Where the image of ``url`` is under the data root."""

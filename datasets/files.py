@@ -41,6 +41,15 @@ def require(db: str, root: Path, relative: Sequence[str], env_var: str) -> None:
                            f"{lines}\nPoint --data-root (or {env_var}) at the folder that holds them.")
 
 
+def first_existing(db: str, folder: Path, names: Sequence[str], what: str, hint: str) -> Path:
+    """The first of ``names`` that is a file under ``folder``; otherwise an error listing every candidate."""
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    raise MissingDataError(f"db {db!r}: no {what} under {folder}; looked for\n"
+                           + "\n".join(f"  {folder / n}" for n in names) + f"\n{hint}")
+
+
 def missing_files_error(db: str, root: Path, missing: Sequence[str], total: int, env_var: str) -> MissingDataError:
     """The error for image files listed by the annotations but absent on disk (the first 10 named)."""
     shown = "\n".join(f"  {root / p}" for p in missing[:10])

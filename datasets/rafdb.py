@@ -11,7 +11,7 @@ from benchmark.tasks import TaskSpec
 from datasets.affect import AffectDb, expression_task
 from datasets.base import DBS
 from datasets.filedb import Labels, class_labels
-from datasets.files import MissingDataError, read_columns, stratified_parts
+from datasets.files import first_existing, read_columns, stratified_parts
 
 #: RAF-DB's codes 1..7 in canonical names.
 CODES = {1: "surprise", 2: "fear", 3: "disgust", 4: "happiness", 5: "sadness", 6: "anger", 7: "neutral"}
@@ -61,13 +61,8 @@ class RAFDB(AffectDb):
         return root / "basic" if (root / "basic" / "EmoLabel").is_dir() else root
 
     def label_file(self) -> Path:
-        folder = self.folder()
-        for name in LABEL_FILES:
-            if (folder / name).is_file():
-                return folder / name
-        raise MissingDataError(f"db 'rafdb': no label list under {folder}; looked for\n"
-                               + "\n".join(f"  {folder / n}" for n in LABEL_FILES)
-                               + f"\nPoint --data-root (or {self.env_var}) at RAF-DB's basic/ folder.")
+        return first_existing("rafdb", self.folder(), LABEL_FILES, "label list",
+                              f"Point --data-root (or {self.env_var}) at RAF-DB's basic/ folder.")
 
     def read_rows(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """(image names, canonical class index, 0 = train / 2 = test) from the label list."""
