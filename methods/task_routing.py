@@ -77,7 +77,8 @@ class RoutedNet(TaskPathModel):
             # a bound method of a submodule (not a closure), so a deepcopy of the model hooks its own routers
             module.register_forward_hook(router.hook)
         self.task_choice = task_choice
-        self._turn = 0
+        # a buffer, not a Python int: it lands in checkpoints, so a resumed round-robin run continues its turn
+        self.register_buffer("turn", torch.zeros((), dtype=torch.long))
 
     def route(self, task_index: int) -> None:
         for router in self.routers:
@@ -86,7 +87,8 @@ class RoutedNet(TaskPathModel):
     def training_tasks(self) -> list[str]:
         """One task: drawn uniformly from the run's seeded RNG, or the next in turn."""
         if self.task_choice == "round_robin":
-            index, self._turn = self._turn % len(self.tasks), self._turn + 1
+            index = int(self.turn) % len(self.tasks)
+            self.turn += 1
         else:
             index = int(torch.randint(len(self.tasks), (1,)))
         return [self.tasks[index]]

@@ -137,3 +137,27 @@ def test_bad_options_and_backbones_are_refused():
         TaskRouting(sigma=1.0)
     with pytest.raises(ValueError, match="has no nn.Conv2d"):
         mask_sites(nn.Sequential(nn.Flatten(), nn.Linear(4, 4)))
+
+
+def test_round_robin_turn_is_saved_with_the_model():
+    """The turn counter is state: a model restored from a checkpoint continues the round-robin order."""
+    import torch as _torch
+
+    from benchmark.backbones import create_backbone, create_heads
+    from datasets.synthetic import SyntheticDb
+    from methods import METHODS
+
+    problem = SyntheticDb(n_train=10, n_val=4, n_test=4, image_size=8).problem()
+
+    def build():
+        _torch.manual_seed(0)
+        backbone, width = create_backbone("smallcnn")
+        method = METHODS.get("task_routing")(task_choice="round_robin", mask_seed=0)
+        return method.build(backbone, create_heads(problem.tasks, width), problem)
+
+    first = build()
+    order = [first.training_tasks()[0] for _ in range(3)]
+    assert order[0] != order[1] and order[0] == order[2]
+    restored = build()
+    restored.load_state_dict(first.state_dict())
+    assert restored.training_tasks()[0] == order[1]  # the 4th turn, as an uninterrupted run would take
