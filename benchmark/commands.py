@@ -152,9 +152,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_relatedness(args: argparse.Namespace) -> int:
     from benchmark.relatedness import save_csv
-    from benchmark.relatedness_plot import plot_heatmap
     from benchmark.runner import open_db
     from methods.dmsca import resolve_relatedness
+    from reports.figures import relatedness_figure
 
     db = open_db(args.db, args.db_set, args.data_root)
     fold = 0 if args.fold is None and db.num_folds else args.fold  # a counted matrix needs some training split
@@ -168,7 +168,7 @@ def cmd_relatedness(args: argparse.Namespace) -> int:
     stem = Path(args.out) / f"relatedness_{args.db}_{Path(source).stem}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     save_csv(matrix, stem.with_suffix(".csv"), classes.labels, attributes.labels)
-    plot_heatmap(matrix, classes.labels, attributes.labels, f"{args.db}: p(attribute | class), {source}",
-                 stem.with_suffix(".png"))
-    print(f"wrote {stem.with_suffix('.csv')} and {stem.with_suffix('.png')}", file=sys.stderr)
+    figures = relatedness_figure(matrix, classes.labels, attributes.labels, stem,
+                                 f"{args.db}: p(attribute | class), {source}")
+    print(f"wrote {', '.join(map(str, [stem.with_suffix('.csv'), *figures]))}", file=sys.stderr)
     return 0

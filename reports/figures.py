@@ -159,18 +159,24 @@ def relatedness_figure(matrix: np.ndarray, classes: Sequence[str], attributes: S
     return save(relatedness_plot(matrix, classes, attributes, title), stem)
 
 
+MAX_INCHES, MAX_TICKS = 40.0, 60  # heat-map size cap; more labels than this are left off
+
+
 def relatedness_plot(matrix: np.ndarray, classes: Sequence[str], attributes: Sequence[str], title: str = "") -> Figure:
     """Heat map of R[c, i] = p(attribute i | class c) in [0, 1]; values printed when the matrix is small."""
     matrix = np.asarray(matrix, dtype=float)
     if matrix.shape != (len(classes), len(attributes)):
         raise ValueError(f"relatedness matrix {matrix.shape} does not match {len(classes)} classes x "
                          f"{len(attributes)} attributes")
-    fig = Figure(figsize=(1.2 + 0.45 * len(attributes), 1.0 + 0.4 * len(classes)))
+    # capped so CelebA's 10,177 identities give a drawable figure; labels only where they can be read
+    fig = Figure(figsize=(min(1.2 + 0.45 * len(attributes), MAX_INCHES), min(1.0 + 0.4 * len(classes), MAX_INCHES)))
     ax = fig.add_subplot()
     image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
     fig.colorbar(image, ax=ax, label="p(attribute | class)")
-    ax.set_xticks(np.arange(len(attributes)), attributes, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(np.arange(len(classes)), classes, fontsize=8)
+    if len(attributes) <= MAX_TICKS:
+        ax.set_xticks(np.arange(len(attributes)), attributes, rotation=60, ha="right", fontsize=8)
+    if len(classes) <= MAX_TICKS:
+        ax.set_yticks(np.arange(len(classes)), classes, fontsize=8)
     ax.set_xlabel("attribute")
     ax.set_ylabel("class")
     if matrix.size <= 400:
