@@ -1,6 +1,7 @@
 """Backbones: timm models by their timm names, plus a small CNN for CPU runs; one head per task.
 
-Nothing is downloaded: models are built from scratch unless ``pretrained`` names a local file.
+Models are built from scratch unless ``pretrained`` names weights: timm's (fetched and cached by
+timm), a package's, or a local file; :mod:`benchmark.pretrained` resolves and loads them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmark.pretrained import (PACKAGE, TIMM, create_timm_pretrained, input_statistics, load_packaged,
+                                  normalize_inputs, packaged_weights)
 from benchmark.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,8 @@ PAPER_BACKBONES: dict[str, str] = {
     "densenet121": "DenseNet-121 (Huang et al., CVPR 2017); used in the paper's Table 4",
     "resnet18": "ResNet-18 (He et al., CVPR 2016); a light residual backbone",
     "efficientnet_b0": "EfficientNet-B0 (Tan & Le, ICML 2019)",
+    "efficientnet_lite0": "EfficientNet-Lite0 (Tan & Le, 2020); ImageNet weights installed with mtlbench "
+                          "(--pretrained imagenet works offline); the CPU reference backbone",
     "mobilenetv3_small_100": "MobileNetV3-Small (Howard et al., ICCV 2019); CPU-friendly",
 }
 
@@ -68,7 +73,12 @@ def list_backbones(pattern: str | None = None) -> list[tuple[str, str]]:
 
 
 def check_backbone(name: str, pretrained: str | None = None) -> None:
-    """Fail before any training if ``name`` is no known backbone or ``pretrained`` is no local file."""
+    """Fail before any training if ``name`` is no known backbone or ``pretrained`` (a resolved weights
+    identity, :func:`benchmark.pretrained.resolve_pretrained`) is no local file or named weights of it.
+
+    Named weights are not fetched here (``sweep --dry-run`` checks a GPU grid offline): the runner
+    fetches them before it stores a run (:func:`benchmark.pretrained.ensure_available`).
+    """
     if name not in BUILTIN_BACKBONES:
         import timm
 
@@ -76,28 +86,48 @@ def check_backbone(name: str, pretrained: str | None = None) -> None:
             close = difflib.get_close_matches(name, list(BUILTIN_BACKBONES) + timm.list_models(), n=5, cutoff=0.6)
             raise ValueError(f"unknown backbone {name!r}. Did you mean {', '.join(close) or '(no close match)'}? "
                              f"Run 'python -m benchmark ls backbones [--pattern GLOB]' for the list.")
-    if pretrained and not Path(pretrained).expanduser().is_file():
-        raise FileNotFoundError(f"pretrained weights {pretrained!r} not found. mtlbench never downloads weights: "
-                                f"put a local .pth/.safetensors file there or drop --pretrained to train from scratch")
+    if pretrained and is_named_weights(pretrained):
+        if name in BUILTIN_BACKBONES:
+            raise ValueError(f"backbone {name!r} has no pretrained weights but a local file; drop --pretrained")
+    elif pretrained and not Path(pretrained).expanduser().is_file():
+        raise FileNotFoundError(f"pretrained weights {pretrained!r} not found: give a local .pth/.safetensors file, "
+                                f"'imagenet' (timm's weights, downloaded and cached), a timm tag such as 'a1_in1k', "
+                                f"or drop --pretrained to train from scratch")
 
 
-def create_backbone(name: str, pretrained: str | None = None) -> tuple[nn.Module, int]:
+def is_named_weights(pretrained: str) -> bool:
+    """Whether ``pretrained`` names timm's or a package's weights (else it is a local file)."""
+    return pretrained.startswith((TIMM, PACKAGE))
+
+
+def create_backbone(name: str, pretrained: str | None = None, *, load_weights: bool = True) -> tuple[nn.Module, int]:
     """A feature extractor (B, 3, H, W) -> (B, D) and its width D.
 
     Args:
-        name: ``smallcnn`` or any timm model name (``vgg16``, ``resnet50``, ...).
-        pretrained: path of a local weights file (``.pth``/``.pt``/``.bin``/``.safetensors``);
-            None trains from scratch.
+        name: ``smallcnn`` or any timm architecture name (``vgg16``, ``resnet50``, ...).
+        pretrained: a resolved weights identity (``timm:<arch>.<tag>``, ``package:...``) or the path of a
+            local weights file (``.pth``/``.pt``/``.bin``/``.safetensors``); None trains from scratch.
+            Named weights also set the input normalisation they expect.
+        load_weights: False builds the same network (normalisation included) without loading weights,
+            for a saved run's weights to replace them.
     """
     if name in BUILTIN_BACKBONES:
         model: nn.Module = BUILTIN_BACKBONES[name][0]()
+    elif pretrained and pretrained.startswith(TIMM):
+        model = create_timm_pretrained(pretrained.removeprefix(TIMM), load_weights)
     else:
         import timm
 
         check_backbone(name)
         model = timm.create_model(name, pretrained=False, num_classes=0)  # num_classes=0: pooled features
-    if pretrained:
+    if pretrained and pretrained.startswith(PACKAGE):
+        if load_weights:
+            load_packaged(model, packaged_weights(pretrained))
+    elif pretrained and load_weights and not is_named_weights(pretrained):
         load_local_weights(model, pretrained)
+    statistics = input_statistics(pretrained, model) if pretrained else None
+    if statistics is not None:
+        normalize_inputs(model, *statistics)
     # timm's num_features is the width before pre-logits layers (VGG's 4096-d MLP, MobileNetV3's
     # conv head); with num_classes=0 the model outputs head_hidden_size features.
     return model, int(getattr(model, "head_hidden_size", None) or model.num_features)

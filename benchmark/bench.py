@@ -176,7 +176,7 @@ def untrained_links(cfg: RunConfig, problem: Problem, device: torch.device) -> d
         method = METHODS.get(dep.method)(**dep.method_options)
         for sub_role, run in untrained_links(dep, problem, device).items():
             method.attach(sub_role, run)
-        backbone, width = create_backbone(dep.backbone)
+        backbone, width = create_backbone(dep.backbone, dep.pretrained, load_weights=False)
         model = method.build(backbone, create_heads(problem.tasks, width), problem)
         out[role] = LinkedRun(role, f"untrained-{dep.method}", dep.to_dict(), method.to(device), model.to(device).eval())
     return out

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmark.options import OptionError
+from benchmark.config import ATTRIBUTE_LOSSES
 from benchmark.registry import RegistryError
 from results import ResultsStore, StoreError
 
@@ -43,13 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--method", required=True, help="registry name (see 'ls methods')")
     run.add_argument("--db", required=True, help="registry name (see 'ls dbs')")
     run.add_argument("--backbone", default="smallcnn", help="'smallcnn' or a timm model name (default: %(default)s)")
-    run.add_argument("--pretrained", metavar="PATH", help="local weights file for the backbone (never downloaded)")
+    run.add_argument("--pretrained", metavar="WEIGHTS", help="backbone weights: 'imagenet' (the packaged weights "
+                     "where installed, else timm's default tag, downloaded and cached by timm), a timm tag "
+                     "('a1_in1k'; or --backbone resnet50.a1_in1k), or a local weights file (default: from scratch)")
     run.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds (default: 0)")
     run.add_argument("--fold", type=int, help="cross-validation fold, for cross-validated dbs")
     run.add_argument("--epochs", type=int, help="default: the db's preset")
     run.add_argument("--batch-size", type=int, help="default: the db's preset")
     run.add_argument("--lr", type=float, help="Adam learning rate (default: the preset, 1e-3 as in the paper)")
     run.add_argument("--image-size", type=int, help="default: the db's preset")
+    run.add_argument("--attribute-loss", choices=ATTRIBUTE_LOSSES, help="reduction of an attribute task's BCE: "
+                     "per_image (the paper's Eq. 1: mean over each image's annotated attributes, then over images; "
+                     "the default) or pooled (one mean over all annotated entries)")
     run.add_argument("--set", dest="method_set", action="append", default=[], metavar="KEY=VALUE",
                      help="method hyperparameter (repeatable), e.g. --set task=classes")
     run.add_argument("--db-set", action="append", default=[], metavar="KEY=VALUE",
@@ -130,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="data root of a db, over the file's data_root (repeatable)")
     sw.add_argument("--device", default="auto", help="local: auto, cpu, cuda or cuda:N (default: %(default)s)")
     sw.add_argument("--force", action="store_true", help="train the grid's runs again even if completed")
+    sw.add_argument("--methods", nargs="+", metavar="NAME", help="only the file's method entries of these names "
+                    "(their dependencies too); a later full sweep skips what completed")
     _common(sw)
 
     exp = sub.add_parser("export", help="write stored runs as JSON lines")

@@ -32,7 +32,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                      image_size=args.image_size, pretrained=args.pretrained,
                                      method_set=args.method_set, db_set=args.db_set, data_root=args.data_root,
-                                     precision=resolve_precision(args.amp, device))
+                                     precision=resolve_precision(args.amp, device), attribute_loss=args.attribute_loss)
                 db, configs = resolve_configs(request)
                 for cfg in configs:
                     record = execute(cfg, db, store, device, force=args.force, progress=not args.quiet,

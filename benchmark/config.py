@@ -7,11 +7,18 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+#: How the attribute loss L_att averages over a batch's annotated (image, attribute) entries:
+#: ``per_image`` (the paper's, Kollias et al. AAAI-24 Eq. 1: each image's BCE averaged over the attributes
+#: annotated on it, Σ_j δ_ij·BCE_ij / Σ_j δ_ij, then the mean over images with at least one), or
+#: ``pooled`` (every annotated entry weighs the same: an image with more labels weighs more; the form
+#: every run stored before this option existed used).
+ATTRIBUTE_LOSSES = ("per_image", "pooled")
+
 #: Fields that say which strategy trains; everything else is the "protocol" a run is compared under.
 METHOD_FIELDS = ("method", "method_options")
 #: Fields added after runs were first stored, with their old implicit value: left out of ``to_dict`` (so of
 #: the run id and the stored config) at that value, so earlier runs keep their ids and protocols.
-LATER_FIELDS: dict[str, Any] = {"precision": "fp32"}
+LATER_FIELDS: dict[str, Any] = {"precision": "fp32", "attribute_loss": "pooled"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,9 @@ class RunConfig:
         epochs, batch_size, lr, image_size, augmentation, label_smoothing: the training protocol.
         precision: ``fp32``, or mixed precision ``bf16`` / ``fp16`` (``--amp``): it changes the numerics
             of every step, so it is part of the identity (and of the protocol runs are paired under).
+        attribute_loss: how an attribute task's loss averages its annotated entries
+            (:data:`ATTRIBUTE_LOSSES`): ``per_image``, the paper's Eq. 1 and the default,
+            or ``pooled``. Runs stored before the option existed were ``pooled`` and keep their ids.
     """
 
     method: str
@@ -43,6 +53,7 @@ class RunConfig:
     method_options: dict[str, Any] = field(default_factory=dict)
     db_options: dict[str, Any] = field(default_factory=dict)
     precision: str = "fp32"
+    attribute_loss: str = "per_image"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -53,7 +64,8 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        return cls(**data)
+        """The config ``to_dict`` gave: a later field it left out had its old implicit value."""
+        return cls(**({**LATER_FIELDS, **data}))
 
     @property
     def run_id(self) -> str:

@@ -17,12 +17,16 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 from benchmark.amp import PRECISIONS
+from benchmark.config import ATTRIBUTE_LOSSES
 
 TOP_KEYS = ("description", "seeds", "folds", "backbones", "preset", "resources", "methods", "dbs")
-METHOD_KEYS = ("name", "options")
+METHOD_KEYS = ("name", "options", "folds", "backbones")  # folds, backbones: run this entry on those only
 DB_KEYS = ("name", "options", "data_root", "folds", "seeds", "preset", "optional")
-BACKBONE_KEYS = ("name", "pretrained")
-PRESET_KEYS = {"epochs": int, "batch_size": int, "lr": float, "image_size": int, "precision": str}
+BACKBONE_KEYS = ("name", "pretrained", "preset")  # preset: overrides for this backbone (over the dbs' and the file's)
+PRESET_KEYS = {"epochs": int, "batch_size": int, "lr": float, "image_size": int, "precision": str,
+               "attribute_loss": str}
+#: The allowed values of a preset's string keys (each part of a run's identity).
+PRESET_CHOICES = {"precision": PRECISIONS, "attribute_loss": ATTRIBUTE_LOSSES}
 RESOURCE_KEYS = ("cpus", "gpus")
 
 
@@ -92,8 +96,30 @@ def load(path: str | Path) -> Experiment:
         backbones=entries(problems, "backbones", data.get("backbones", ["smallcnn"]), BACKBONE_KEYS, required=True))
     for db in experiment.dbs:
         check_db_fields(problems, db)
+    for method in experiment.methods:
+        check_method_filters(problems, method, [b.name for b in experiment.backbones])
+    for backbone in experiment.backbones:
+        backbone.fields["preset"] = check_preset(problems, f"{backbone.label} preset", backbone.fields.get("preset", {}))
     problems.raise_if_any()
     return experiment
+
+
+def check_method_filters(problems: Problems, entry: Entry, backbones: list[str]) -> None:
+    """A method entry's ``folds`` (fold numbers) and ``backbones`` (names among the file's) restrict where it runs."""
+    folds = entry.fields.get("folds")
+    if folds is not None and not (isinstance(folds, list) and folds and all(
+            isinstance(f, int) and not isinstance(f, bool) and f >= 0 for f in folds)):
+        problems.add(entry.label, f"folds must be a non-empty list of fold numbers, e.g. folds = [0, 1, 2, 3]; "
+                                  f"got {folds!r} (leave it out to run on every fold of each db)")
+    chosen = entry.fields.get("backbones")
+    if chosen is not None:
+        if not (isinstance(chosen, list) and chosen and all(isinstance(b, str) for b in chosen)):
+            problems.add(entry.label, f"backbones must be a non-empty list of backbone names, got {chosen!r}")
+        else:
+            for name in chosen:
+                if name not in backbones:
+                    problems.add(entry.label, f"backbone {name!r} is not in the file's backbones "
+                                              f"({', '.join(backbones)}); add it there or fix the name")
 
 
 def unknown_keys(problems: Problems, where: str, table: dict[str, Any], known: tuple[str, ...]) -> None:
@@ -141,7 +167,7 @@ def check_seeds(problems: Problems, where: str, value: Any) -> list[int]:
 
 
 def check_preset(problems: Problems, where: str, preset: Any) -> dict[str, Any]:
-    """Overrides of the dbs' presets: epochs, batch_size, lr, image_size (positive numbers), precision."""
+    """Overrides of the dbs' presets: epochs, batch_size, lr, image_size (positive numbers), precision, attribute_loss."""
     if not isinstance(preset, dict):
         problems.add(where, "must be a table, e.g. preset = { epochs = 2, image_size = 32 }")
         return {}
@@ -152,9 +178,9 @@ def check_preset(problems: Problems, where: str, preset: Any) -> dict[str, Any]:
             continue
         value = preset[key]
         if kind is str:
-            if value not in PRECISIONS:
-                problems.add(where, f"precision must be one of {', '.join(PRECISIONS)} (part of a run's identity, "
-                                    f"so not 'auto'), got {value!r}")
+            if value not in PRESET_CHOICES[key]:
+                problems.add(where, f"{key} must be one of {', '.join(PRESET_CHOICES[key])} (part of a run's "
+                                    f"identity{', so not auto' if key == 'precision' else ''}), got {value!r}")
             else:
                 out[key] = value
         else:

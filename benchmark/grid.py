@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.backbones import check_backbone
+from benchmark.pretrained import resolve_pretrained
 from benchmark.config import RunConfig
 from benchmark.experiment import Entry, Experiment, Problems, check_preset, check_seeds, option_pairs
 from benchmark.options import OptionError, parse_overrides
@@ -67,22 +68,23 @@ def expand(experiment: Experiment, data_roots: dict[str, str] | None = None) -> 
     problems = Problems(experiment.path)
     dbs = [p for e in experiment.dbs if (p := plan_db(problems, experiment, e, data_roots or {})) is not None]
     methods = [(e, option_pairs(problems, e)) for e in experiment.methods if check_method(problems, e)]
-    backbones = [(e.name, e.fields.get("pretrained")) for e in experiment.backbones
+    backbones = [(e.name, e.fields.get("pretrained"), e.fields.get("preset", {})) for e in experiment.backbones
                  if check_backbone_entry(problems, e)]
     runs: dict[str, GridRun] = {}
     broken: set[tuple[str, str, str]] = set()  # (method, db, backbone) entries already found wrong: said once
     # db-major, method-minor: an interrupted sweep leaves whole comparisons (every method of a seed) behind it
     for db in dbs:
-        for backbone, pretrained in backbones:
+        for backbone, pretrained, backbone_preset in backbones:
             for fold in db.folds:
                 for seed in db.seeds:
                     for method, pairs in methods:
                         combination = (method.label, db.entry.label, backbone)
-                        if combination in broken:
+                        if combination in broken or not method_runs_on(method, backbone, fold):
                             continue
                         request = RunRequest(method=method.name, db=db.spec.name, backbone=backbone, seed=seed,
                                              fold=fold, pretrained=pretrained, method_set=pairs,
-                                             db_set=db.spec.db_set, data_root=db.spec.data_root, **db.preset)
+                                             db_set=db.spec.db_set, data_root=db.spec.data_root,
+                                             **{**db.preset, **backbone_preset})
                         try:
                             configs = resolve_configs(request)[1]
                         except (RegistryError, OptionError, ValueError, FileNotFoundError) as exc:
@@ -96,6 +98,12 @@ def expand(experiment: Experiment, data_roots: dict[str, str] | None = None) -> 
     return list(runs.values())
 
 
+def method_runs_on(entry: Entry, backbone: str, fold: int | None) -> bool:
+    """Whether a method entry's ``backbones`` / ``folds`` (when given) include this backbone and fold."""
+    backbones, folds = entry.fields.get("backbones"), entry.fields.get("folds")
+    return (backbones is None or backbone in backbones) and (folds is None or fold is None or fold in folds)
+
+
 def check_method(problems: Problems, entry: Entry) -> bool:
     """The method exists and its options parse (checked once per entry, not once per db)."""
     try:
@@ -107,12 +115,12 @@ def check_method(problems: Problems, entry: Entry) -> bool:
 
 
 def check_backbone_entry(problems: Problems, entry: Entry) -> bool:
-    """The backbone exists (built in or timm) and its ``pretrained`` file, if named, is there."""
+    """The backbone exists (built in or timm) and its ``pretrained`` weights, if named, can be had."""
     pretrained = entry.fields.get("pretrained")
     try:
         if pretrained is not None and not isinstance(pretrained, str):
-            raise ValueError(f"pretrained must be a path string, got {pretrained!r}")
-        check_backbone(entry.name, pretrained)
+            raise ValueError(f"pretrained must be a string ('imagenet', a timm tag or a file path), got {pretrained!r}")
+        check_backbone(*resolve_pretrained(entry.name, pretrained))
     except (ValueError, FileNotFoundError) as exc:
         problems.add(entry.label, str(exc))
         return False

@@ -78,7 +78,7 @@ def load_linked(role: str, cfg: RunConfig, workdir: str | Path, problem: Problem
     method = METHODS.get(cfg.method)(**cfg.method_options)
     for sub_role, sub_cfg in dependency_configs(cfg, problem).items():  # a chain: its build may need them
         method.attach(sub_role, load_linked(sub_role, sub_cfg, workdir, problem, device))
-    backbone, width = create_backbone(cfg.backbone)  # weights come from the file, not from --pretrained
+    backbone, width = create_backbone(cfg.backbone, cfg.pretrained, load_weights=False)  # weights: from the file
     model = method.build(backbone, create_heads(problem.tasks, width), problem)
     model.load_state_dict(saved["model"])
     method.load_state_dict(saved["method"])

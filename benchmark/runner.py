@@ -13,10 +13,11 @@ import torch
 
 from benchmark.backbones import BUILTIN_BACKBONES, check_backbone
 from benchmark.checkpoint import checkpoint_path
-from benchmark.config import RunConfig
+from benchmark.config import ATTRIBUTE_LOSSES, RunConfig
 from benchmark.distributed import from_main, is_main_process
 from benchmark.linked import dependency_configs, link_entry, load_linked, model_path, save_model
 from benchmark.options import parse_overrides, resolve
+from benchmark.pretrained import ensure_available, resolve_pretrained
 from benchmark.provenance import environment, now, peak_memory_mb
 from benchmark.tasks import Problem, world_size
 from benchmark.train import TrainOptions, TrainResult, train
@@ -47,6 +48,7 @@ class RunRequest:
     db_set: Sequence[str] = ()
     data_root: str | None = None
     precision: str = "fp32"
+    attribute_loss: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -60,22 +62,23 @@ def open_db(name: str, db_set: Sequence[str] = (), data_root: str | None = None)
 def resolve_configs(request: RunRequest) -> tuple[Db, list[RunConfig]]:
     """The db and the fully resolved configs one request stands for (``single_task`` gives one per task)."""
     method_cls = METHODS.get(request.method)
-    check_backbone(request.backbone, request.pretrained)
+    backbone, pretrained = resolve_pretrained(request.backbone, request.pretrained)
+    check_backbone(backbone, pretrained)
     supported = method_cls.supported_backbones
-    if supported and request.backbone not in supported and request.backbone in BUILTIN_BACKBONES:
-        raise ValueError(f"method {request.method!r} cannot use backbone {request.backbone!r}; "
+    if supported and backbone not in supported and backbone in BUILTIN_BACKBONES:
+        raise ValueError(f"method {request.method!r} cannot use backbone {backbone!r}; "
                          f"use one of {', '.join(supported)} (or another timm model of that family)")
     db = open_db(request.db, request.db_set, request.data_root)
     db.check_fold(request.fold)
     preset = db.preset()
     options = resolve(method_cls, parse_overrides(method_cls, request.method_set, f"method {request.method!r}"))
     expanded = method_cls.expand(options, db.problem(request.fold))
-    configs = [RunConfig(method=request.method, db=request.db, backbone=request.backbone, seed=request.seed,
+    configs = [RunConfig(method=request.method, db=request.db, backbone=backbone, seed=request.seed,
                          epochs=request.epochs or preset.epochs, batch_size=request.batch_size or preset.batch_size,
                          lr=request.lr or preset.lr, image_size=request.image_size or preset.image_size,
                          augmentation=preset.augmentation, label_smoothing=preset.label_smoothing, fold=request.fold,
-                         pretrained=request.pretrained, method_options=o, db_options=db.options(),
-                         precision=request.precision)
+                         pretrained=pretrained, method_options=o, db_options=db.options(),
+                         precision=request.precision, attribute_loss=request.attribute_loss or ATTRIBUTE_LOSSES[0])
                for o in expanded]
     return db, configs
 
@@ -127,6 +130,8 @@ def execute(cfg: RunConfig, db: Db, store: ResultsStore, device: torch.device, *
     how = {"resume": resume, "checkpoints": checkpoints, "options": options}
     linked, links = run_dependencies(cfg, db, store, device, workdir, progress, _chain + (cfg.run_id,), **how)
     method: Method = METHODS.get(cfg.method)(**cfg.method_options)
+    if cfg.pretrained:
+        ensure_available(cfg.pretrained)  # timm's weights: downloaded (or found offline) before a row is stored
     checkpoint = None if checkpoints == "off" else checkpoint_path(workdir, cfg.run_id)
     main = is_main_process()
     if main:

@@ -9,6 +9,7 @@ started. Progress (k/N, ETA, failures) goes to logging and a tqdm bar; the summa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from benchmark.config import RunConfig
-from benchmark.experiment import ExperimentError, load
+from benchmark.experiment import Experiment, ExperimentError, load
 from benchmark.grid import DbSpec, GridRun, expand
 from benchmark.linked import dependency_configs, model_path
 from benchmark.options import resolve
@@ -340,10 +341,22 @@ def make_backend(args: argparse.Namespace, store: ResultsStore, resources: dict[
     return sweep_backends.InProcessBackend(store, args.workdir, args.device, args.force)
 
 
+def only_methods(experiment: Experiment, names: list[str] | None) -> Experiment:
+    """The file's grid restricted to the method entries named ``names`` (all when None); run ids are unchanged,
+    so a later sweep of the whole file skips what this one completed."""
+    if not names:
+        return experiment
+    unknown = sorted(set(names) - {e.name for e in experiment.methods})
+    if unknown:
+        raise ExperimentError(f"{experiment.path}: --methods {' '.join(unknown)}: no such method entry in the file "
+                              f"(its methods: {', '.join(dict.fromkeys(e.name for e in experiment.methods))})")
+    return dataclasses.replace(experiment, methods=[e for e in experiment.methods if e.name in names])
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Check and expand the file, plan, then train (or print the plan); non-zero exit when a run failed."""
     check_arguments(args)
-    experiment = load(args.file)
+    experiment = only_methods(load(args.file), args.methods)
     grid = expand(experiment, parse_data_roots(args.data_root))
     if args.dry_run:
         store = ResultsStore(store_path(args.workdir)) if store_path(args.workdir).is_file() else None

@@ -22,6 +22,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from benchmark.config import ATTRIBUTE_LOSSES
+
 TaskKind = Literal["multiclass", "attributes"]
 
 #: Every metric the suite computes, and whether a larger value is better.
@@ -198,23 +200,43 @@ def masked_cross_entropy(logits: Tensor, target: Tensor, mask: Tensor, label_smo
     return F.cross_entropy(logits[mask], target[mask], label_smoothing=label_smoothing)
 
 
-def masked_binary_cross_entropy(logits: Tensor, target: Tensor, mask: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Binary cross-entropy averaged over annotated (sample, attribute) entries; 0 when none is."""
+
+
+def masked_binary_cross_entropy(logits: Tensor, target: Tensor, mask: Tensor, label_smoothing: float = 0.0,
+                                reduction: str = "per_image") -> Tensor:
+    """Binary cross-entropy over annotated (sample, attribute) entries, reduced as ``reduction`` says
+    (see :data:`ATTRIBUTE_LOSSES`); 0 (still differentiable) when no entry is annotated."""
+    if reduction not in ATTRIBUTE_LOSSES:
+        raise ValueError(f"attribute loss reduction must be one of {ATTRIBUTE_LOSSES}, got {reduction!r}")
     weight = mask.to(logits.dtype)
     target = torch.where(mask, target, torch.zeros_like(target))  # a NaN/999 placeholder must not leak in
     if label_smoothing:
         target = target * (1.0 - label_smoothing) + 0.5 * label_smoothing
     per_entry = F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")
-    return (per_entry * weight).sum() / weight.sum().clamp_min(1.0)
+    if reduction == "pooled":
+        return (per_entry * weight).sum() / weight.sum().clamp_min(1.0)
+    per_image_count = weight.sum(dim=1)  # (B, M) -> (B,)
+    per_image = (per_entry * weight).sum(dim=1) / per_image_count.clamp_min(1.0)  # (B,)
+    return per_image.sum() / (per_image_count > 0).sum().clamp_min(1).to(logits.dtype)
 
 
-def task_loss(spec: TaskSpec, logits: Tensor, target: Tensor, mask: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """The supervised loss of one task over its annotated entries (this process's share under ``torchrun``)."""
+def attribute_count(mask: Tensor, reduction: str = "per_image") -> Tensor:
+    """What the attribute loss is a mean over: annotated images (``per_image``) or entries (``pooled``)."""
+    return mask.any(dim=1).sum() if reduction == "per_image" else mask.sum()
+
+
+def task_loss(spec: TaskSpec, logits: Tensor, target: Tensor, mask: Tensor, label_smoothing: float = 0.0,
+              attribute_loss: str = "per_image") -> Tensor:
+    """The supervised loss of one task over its annotated entries (this process's share under ``torchrun``).
+
+    ``attribute_loss`` is the reduction of an attribute task's loss (:data:`ATTRIBUTE_LOSSES`).
+    """
     if spec.kind == "multiclass":
         loss = masked_cross_entropy(logits, target, mask, label_smoothing)
         count = (mask if target.is_floating_point() else mask & (target >= 0)).sum()
     else:
-        loss, count = masked_binary_cross_entropy(logits, target, mask, label_smoothing), mask.sum()
+        loss = masked_binary_cross_entropy(logits, target, mask, label_smoothing, attribute_loss)
+        count = attribute_count(mask, attribute_loss)
     return as_global_mean(loss, count)
 
 

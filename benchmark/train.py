@@ -90,6 +90,7 @@ class Trainer:
     precision: MixedPrecision
     label_smoothing: float = 0.0
     options: TrainOptions = TrainOptions()
+    attribute_loss: str = "per_image"
 
     def on_device(self, batch: Batch) -> Batch:
         """``batch`` on the training device (non-blocking from pinned memory), inputs in the network's memory format."""
@@ -142,8 +143,9 @@ def train_step(tr: Trainer, batch: Batch, step: int, epoch: int) -> dict[str, Te
         out = tr.model(batch.inputs)
     out.logits = {t: v.float() for t, v in out.logits.items()}  # losses and hooks compute in fp32
     task_losses = {t: task_loss(tr.problem.task(t), out.logits[t], batch.targets[t], batch.masks[t],
-                                tr.label_smoothing) for t in out.logits}
-    ctx = StepContext(tr.model, batch, out, tr.problem, step, epoch, tr.label_smoothing, tr.precision.loss_scale())
+                                tr.label_smoothing, tr.attribute_loss) for t in out.logits}
+    ctx = StepContext(tr.model, batch, out, tr.problem, step, epoch, tr.label_smoothing, tr.precision.loss_scale(),
+                      tr.attribute_loss)
     losses = tr.method.losses(task_losses, ctx)
     check_finite(losses, epoch, step)
     tr.optimizer.zero_grad(set_to_none=True)
@@ -169,7 +171,7 @@ def build_trainer(cfg: RunConfig, problem: Problem, method: Method, device: torc
         torch._functorch.config.donated_buffer = False  # MGDA-UB, GradNorm: several backwards through one graph
         model.backbone.compile(backend=options.compile)
     return Trainer(model, method, optimizer, problem, device, MixedPrecision(cfg.precision, device),
-                   cfg.label_smoothing, options)
+                   cfg.label_smoothing, options, cfg.attribute_loss)
 
 
 def training_loaders(cfg: RunConfig, db: Db, tr: Trainer, generator: torch.Generator) -> tuple[DataLoader, DataLoader | None]:

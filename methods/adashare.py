@@ -142,8 +142,8 @@ class AdaShare(Method):
             spec, logits = ctx.problem.task(task), ctx.outputs.logits[task]
             target, mask = ctx.batch.targets[task], ctx.batch.masks[task]
             side = for_policy if mask.ndim == 1 else for_policy[:, None]  # (B,) or (B, 1) against (B, M)
-            out[task] = task_loss(spec, logits, target, mask & ~side, ctx.label_smoothing)
-            out[PREFIX + task] = task_loss(spec, logits, target, mask & side, ctx.label_smoothing)
+            out[task] = task_loss(spec, logits, target, mask & ~side, ctx.label_smoothing, ctx.attribute_loss)
+            out[PREFIX + task] = task_loss(spec, logits, target, mask & side, ctx.label_smoothing, ctx.attribute_loss)
         out["sparsity"] = self.sparsity_weight * sparsity_loss(model.policy_logits, model.open_blocks())
         out["sharing"] = self.sharing_weight * sharing_loss(model.policy_logits, self.sharing_depth_weights)
         return out

@@ -77,6 +77,7 @@ class StepContext:
     #: factor (their values do not); a hook that computes with gradient values (norms, Gram matrices)
     #: divides them by it first, and scales gradients it sets itself by it. 1.0 otherwise.
     loss_scale: float = 1.0
+    attribute_loss: str = "per_image"  # the run's attribute-loss reduction (benchmark.config.ATTRIBUTE_LOSSES), likewise
 
 
 class Method(nn.Module):

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmark.tasks import Problem, TaskSpec, global_count, world_size
+from benchmark.tasks import Problem, TaskSpec, attribute_count, global_count, world_size
 from methods.base import METHODS, Dependency, LinkedRun, Method, MultiTaskModel, StepContext
 
 log = logging.getLogger(__name__)
@@ -105,9 +105,12 @@ class StudentTeacher(Method):
                 q, keep = self.teacher_targets(task, spec, ctx.batch.inputs[rows])
                 if spec.kind == "attributes":
                     keep = keep & ~annotated[rows]  # a teacher fills only the entries that are missing
-                pseudo_sum, n_pseudo = soft_loss_sum(spec, logits[rows], q, keep), keep.sum()
+                pseudo_sum = soft_loss_sum(spec, logits[rows], q, keep, ctx.attribute_loss)
+                n_pseudo = attribute_count(keep, ctx.attribute_loss) if spec.kind == "attributes" else keep.sum()
+            # what task_loss is a mean over: entries, or images for a per-image attribute loss
+            n_real = attribute_count(annotated, ctx.attribute_loss) if spec.kind == "attributes" else annotated.sum()
             # counts of the global batch per process (torchrun; the counts themselves alone), as task_loss divides
-            n_real, n_pseudo = (float(global_count(n)) / world_size() for n in (annotated.sum(), n_pseudo))
+            n_real, n_pseudo = (float(global_count(n)) / world_size() for n in (n_real, n_pseudo))
             out[task], out[f"distill/{task}"] = self.combine(real_loss, n_real, pseudo_sum, n_pseudo)
         return out
 
@@ -152,13 +155,18 @@ class StudentTeacher(Method):
         return teacher
 
 
-def soft_loss_sum(spec: TaskSpec, logits: Tensor, q: Tensor, keep: Tensor) -> Tensor:
-    """Sum over kept entries of the student's loss against soft targets ``q``.
+def soft_loss_sum(spec: TaskSpec, logits: Tensor, q: Tensor, keep: Tensor, attribute_loss: str = "per_image") -> Tensor:
+    """Sum over kept units of the student's loss against soft targets ``q``.
 
-    Classes: -sum_k q_k log softmax(z)_k per row; attributes: BCE(sigmoid(z), q) per entry.
+    Classes: -sum_k q_k log softmax(z)_k per row; attributes: BCE(sigmoid(z), q) per entry, summed over
+    entries (``pooled``) or, as the run's attribute loss is reduced (``per_image``), averaged over each
+    row's kept entries and summed over rows (see :func:`benchmark.tasks.masked_binary_cross_entropy`).
     """
     if spec.kind == "multiclass":
         per_entry = -(q * logits.log_softmax(dim=-1)).sum(dim=-1)  # (R, K) -> (R,)
-    else:
-        per_entry = F.binary_cross_entropy_with_logits(logits, q.to(logits.dtype), reduction="none")  # (R, M)
-    return (per_entry * keep.to(per_entry.dtype)).sum()
+        return (per_entry * keep.to(per_entry.dtype)).sum()
+    per_entry = F.binary_cross_entropy_with_logits(logits, q.to(logits.dtype), reduction="none")  # (R, M)
+    weight = keep.to(per_entry.dtype)
+    if attribute_loss == "pooled":
+        return (per_entry * weight).sum()
+    return ((per_entry * weight).sum(dim=1) / weight.sum(dim=1).clamp_min(1.0)).sum()  # (R, M) -> (R,) -> ()

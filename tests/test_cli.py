@@ -62,7 +62,9 @@ def test_completed_run_is_skipped_unless_forced(tmp_path, capsys):
     (["--method", "single_task", "--set", "tsk=classes"], "has no option 'tsk'. Did you mean task"),
     (["--method", "single_task", "--set", "task=colour"], "has no task 'colour'"),
     (["--method", "no_coupling", "--db-set", "overlap=lots"], "overlap='lots': expected float"),
-    (["--method", "no_coupling", "--pretrained", "/nonexistent/w.pth"], "never downloads weights"),
+    (["--method", "no_coupling", "--pretrained", "/nonexistent/w.pth"], "'/nonexistent/w.pth' not found: give a local"),
+    (["--method", "no_coupling", "--pretrained", "imagenet"], "timm has no pretrained weights for 'smallcnn'"),
+    (["--method", "no_coupling", "--backbone", "resnet18", "--pretrained", "zz_in1k"], "resnet18's tags: a1_in1k"),
     (["--method", "no_coupling", "--fold", "1"], "has fixed splits"),
     (["--method", "adashare"], "cannot use backbone 'smallcnn'; use one of resnet18"),
 ])

@@ -250,12 +250,33 @@ def test_masked_binary_cross_entropy_by_hand():
     #   (0, 0): logit 0, target 1     -> -log sigmoid(0)           = log 2
     #   (1, 0): logit log 3, target 0 -> -log(1 - sigmoid(log 3)) = -log(1 - 3/4) = log 4 = 2 log 2
     #   (1, 1): logit 0, target 1     -> log 2
-    # sum = 4 log 2 over 3 annotated entries -> 4/3 log 2 (a mean over all 4 entries would be log 2)
-    expected = 4 / 3 * math.log(2.0)
-    assert masked_binary_cross_entropy(logits, target, mask).item() == pytest.approx(expected, rel=1e-6)
+    # pooled: sum = 4 log 2 over 3 annotated entries -> 4/3 log 2 (a mean over all 4 entries would be log 2)
+    # per_image (the paper's Eq. 1, the default): image 0 -> log 2 (1 label), image 1 -> 3 log 2 / 2 (2 labels);
+    # the mean over the 2 images -> 5/4 log 2
+    pooled = masked_binary_cross_entropy(logits, target, mask, reduction="pooled")
+    assert pooled.item() == pytest.approx(4 / 3 * math.log(2.0), rel=1e-6)
+    per_image = masked_binary_cross_entropy(logits, target, mask)
+    assert per_image.item() == pytest.approx(5 / 4 * math.log(2.0), rel=1e-6)
 
 
-def test_missing_attribute_label_is_never_a_negative():
+def test_per_image_attribute_loss_skips_unannotated_images_and_counts_images():
+    logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0], [5.0, -5.0]])
+    target = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    mask = torch.tensor([[True, False], [True, True], [False, False]])  # image 2: no label at all
+    loss = masked_binary_cross_entropy(logits, target, mask, reduction="per_image")
+    assert loss.item() == pytest.approx(5 / 4 * math.log(2.0), rel=1e-6)  # over 2 images, not 3
+    assert task_loss(ATTR_2, logits, target, mask).item() == pytest.approx(5 / 4 * math.log(2.0), rel=1e-6)
+    assert task_loss(ATTR_2, logits, target, mask, attribute_loss="pooled").item() == pytest.approx(
+        4 / 3 * math.log(2.0), rel=1e-6)
+    with pytest.raises(ValueError, match="per_image"):
+        masked_binary_cross_entropy(logits, target, mask, reduction="mean")
+
+
+ATTR_2 = TaskSpec("attrs", "attributes", ("p", "q"))
+
+
+@pytest.mark.parametrize("reduction", ["per_image", "pooled"])
+def test_missing_attribute_label_is_never_a_negative(reduction):
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(5, 3, generator=gen, requires_grad=True)
     target = (torch.rand(5, 3, generator=gen) < 0.5).float()
@@ -263,7 +284,7 @@ def test_missing_attribute_label_is_never_a_negative():
     mask[0, 0], mask[1, 1] = False, True
 
     def loss_and_grad(t):
-        loss = masked_binary_cross_entropy(logits, t, mask)
+        loss = masked_binary_cross_entropy(logits, t, mask, reduction=reduction)
         (grad,) = torch.autograd.grad(loss, logits)
         return loss.detach(), grad
 
