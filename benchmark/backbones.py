@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 
 #: The backbones the paper uses (and a few CPU-friendly ones), listed by ``ls backbones``.
 PAPER_BACKBONES: dict[str, str] = {
-    "vgg16": "VGG-16 (Simonyan & Zisserman, ICLR 2015); the paper's affect backbone",
+    "vgg16": "VGG-16 (Simonyan & Zisserman, ICLR 2015); used in the paper's Table 4, and the suite's one network "
+             "for the affect tables (the paper's Tables 2-3 use a network per db; one network for all dbs keeps "
+             "method differences apart from architecture differences)",
     "resnet50": "ResNet-50 (He et al., CVPR 2016); used in the paper's Table 4",
     "densenet121": "DenseNet-121 (Huang et al., CVPR 2017); used in the paper's Table 4",
     "resnet18": "ResNet-18 (He et al., CVPR 2016); a light residual backbone",

@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--figures", action="store_true", help="also draw figures (PNG + PDF; --out or WORKDIR/figures)")
     rep.add_argument("--curves", nargs="+", metavar="RUN_ID", help="runs (id prefixes) for the training curves")
     rep.add_argument("--data-root", help="where a file-based db's files are (relatedness heat maps)")
+    rep.add_argument("--runs", nargs="+", metavar="FILE.jsonl", help="read runs from these JSON-lines exports "
+                     "(e.g. results/reference/*.jsonl) instead of the store in --workdir")
     _common(rep)
 
     rel = sub.add_parser("relatedness", help="print a db's p(attribute | class) and write it as CSV and a heat map")

@@ -17,7 +17,7 @@ import numpy as np
 
 from benchmark.cli import open_store
 from benchmark.tasks import Problem
-from results import RunRecord
+from results import COMPLETED, RunRecord, read_jsonl
 
 if TYPE_CHECKING:
     from reports import Block
@@ -30,15 +30,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     from reports import ReportOptions, build_tables, render
     from reports.render import SUFFIXES
 
-    with open_store(args.workdir) as store:
-        records = store.runs(status="completed")
+    records = completed_records(args)
     records = [r for r in records if not args.backbone or r.backbone == args.backbone]
     dbs = args.db or sorted({r.db for r in records})
     records = [r for r in records if r.db in dbs]
     if not records:
         what = f"db {', '.join(dbs)}" if args.db else "any db"
+        where = ", ".join(args.runs) if args.runs else args.workdir
         raise ValueError(f"no completed run of {what}{f' with backbone {args.backbone}' if args.backbone else ''} "
-                         f"in {args.workdir}; train some with 'python -m benchmark run --db ... --method ...'")
+                         f"in {where}; train some with 'python -m benchmark run --db ... --method ...'")
     options = ReportOptions(spread=args.spread, test=args.test, alpha=args.alpha, per_run=args.per_run)
     tables = build_tables(records, args.layout, dbs, args.backbone, options)
     text = render(tables, args.format)
@@ -53,6 +53,23 @@ def cmd_report(args: argparse.Namespace) -> int:
         paths = draw_figures(records, dbs, folder, args)
         print(f"wrote {len(paths)} figure files under {folder}", file=sys.stderr)
     return 0
+
+
+def completed_records(args: argparse.Namespace) -> list[RunRecord]:
+    """The completed runs of the store in ``--workdir``, or of the JSON-lines files ``--runs`` names
+    (``export``'s format, e.g. the committed ``results/reference/*.jsonl``: rendered without a store)."""
+    if not args.runs:
+        with open_store(args.workdir) as store:
+            return store.runs(status="completed")
+    records: dict[str, RunRecord] = {}
+    for name in args.runs:
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"--runs {name}: no such file; give JSON-lines files written by "
+                                    f"'python -m benchmark export', e.g. results/reference/cad.jsonl")
+        with path.open() as lines:
+            records.update((r.run_id, r) for r in read_jsonl(lines, str(path)) if r.status == COMPLETED)
+    return list(records.values())
 
 
 def draw_figures(records: list[RunRecord], dbs: list[str], folder: Path, args: argparse.Namespace) -> list[Path]:

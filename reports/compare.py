@@ -171,12 +171,24 @@ def _protocol_labels(groups: dict[str, list[RunRecord]]) -> dict[str, str]:
     """The backbone, plus the settings that tell a db's protocols apart when it has several."""
     flat = {key: _flat(json.loads(key)) for key in groups}
     differing = sorted({k for f in flat.values() for k in f if len({g.get(k) for g in flat.values()}) > 1})
-    differing = [k for k in differing if k != "backbone"]
+    differing = [k for k in differing if k not in ("backbone", "pretrained")]
     labels = {}
     for key, f in flat.items():
         extra = ", ".join(f"{k.removeprefix('db_options.')}={f.get(k, '–')}" for k in differing)
-        labels[key] = f["backbone"] + (f" ({extra})" if extra else "")
+        weights = weights_label(json.loads(key).get("pretrained"))
+        labels[key] = f["backbone"] + (f" [{weights}]" if weights else "") + (f" ({extra})" if extra else "")
     return labels
+
+
+def weights_label(pretrained: str | None) -> str:
+    """A short name of a run's pretrained weights for table titles ("" from scratch): timm's
+    ``arch.tag``, a packaged file's name, a local file's name."""
+    if not pretrained:
+        return ""
+    if pretrained.startswith("timm:"):
+        return pretrained.removeprefix("timm:")
+    name = pretrained.rsplit("/", 1)[-1]
+    return f"{name} (ImageNet)" if pretrained.startswith("package:") else name
 
 
 def _columns(runs: list[RunRecord]) -> list[Column]:

@@ -239,20 +239,28 @@ class ResultsStore:
 
         Every line is parsed and checked before anything is written, so a bad file changes nothing.
         """
-        records = []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = RunRecord.from_json(json.loads(line))
-                if record.status not in STATUSES:
-                    raise KeyError(f"status {record.status!r} is not one of {STATUSES}")
-                records.append(record)
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                raise StoreError(f"line {number} is not an mtlbench run record ({exc}); nothing was imported") from exc
+        records = read_jsonl(lines)
         try:
             with self._transaction() as cur:  # all or nothing
                 written = sum(self._put(cur, r, replace) for r in records)
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"a record breaks the store's schema ({exc}); nothing was imported") from exc
         return written, len(records) - written
+
+
+def read_jsonl(lines: Iterable[str], source: str = "") -> list[RunRecord]:
+    """Run records from JSON lines (``export``'s format), every line checked; a bad line is a
+    :class:`StoreError` naming it (and ``source``, a file name, when given)."""
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = RunRecord.from_json(json.loads(line))
+            if record.status not in STATUSES:
+                raise KeyError(f"status {record.status!r} is not one of {STATUSES}")
+            records.append(record)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            where = f"{source} line {number}" if source else f"line {number}"
+            raise StoreError(f"{where} is not an mtlbench run record ({exc}); nothing was imported") from exc
+    return records

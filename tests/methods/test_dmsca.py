@@ -69,12 +69,21 @@ def test_sca_loss_by_hand():
 
 
 def test_literal_temperature_leaves_the_soft_label_nearly_flat():
-    weights = torch.as_tensor(affect_domain_prior(), dtype=torch.float32)
-    y = torch.zeros(1, 17)
+    """At tau = 1 the soft label q = softmax(I) of a fully happy image is nearly flat, so ``sca_loss`` of a
+    prediction certain of happiness stays high; at tau = 0.1 it is near 0."""
+    weights = torch.as_tensor(affect_domain_prior(), dtype=torch.float64)
+    y = torch.zeros(1, 17, dtype=torch.float64)
     y[0, [AU[12], AU[25], AU[6]]] = 1
-    scores = co_annotation_scores(y, torch.ones(1, 17, dtype=torch.bool), weights)
+    mask = torch.ones(1, 17, dtype=torch.bool)
+    scores = co_annotation_scores(y, mask, weights)
     q1, q01 = scores.softmax(1)[0, HAPPY].item(), (scores / 0.1).softmax(1)[0, HAPPY].item()
     assert q1 < 0.32 and q01 > 0.9  # e / (e + 6) ~ 0.31 at tau = 1
+    certain = torch.full((1, 7), -30.0, dtype=torch.float64)
+    certain[0, HAPPY] = 30.0  # p(happy | x) = 1 to double precision: L_SCA = -log q(happy)
+    literal = sca_loss(certain, y, mask, weights).item()
+    assert literal == pytest.approx(-math.log(q1), rel=1e-9) and literal > -math.log(0.32)
+    assert sca_loss(certain, y, mask, weights, temperature=0.1).item() == pytest.approx(-math.log(q01), rel=1e-9)
+    assert sca_loss(certain, y, mask, weights, temperature=0.1).item() < -math.log(0.9)
 
 
 def test_masked_attributes_are_left_out_of_sca():
@@ -101,20 +110,66 @@ def test_nothing_annotated_gives_zero_with_a_gradient():
     assert empty.item() == 0.0
 
 
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 @pytest.mark.parametrize("form", ["paper", "bernoulli"])
-def test_dm_gradcheck(form):
-    r = torch.rand(4, 3, dtype=torch.float64) * 0.8 + 0.1
-    cls = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
-    att = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda c, a: dm_loss(c, a, r, form=form, detach_target=False), (cls, att))
+def test_dm_gradients_match_the_closed_form(form):
+    """dL_DM/dz and dL_DM/da (undetached) against the derivative of Eq. 3 worked out by hand, batch of 5.
+
+    With s = softmax(z), q = s R, p = sigmoid(a) and g = dL/dq per entry (paper: -p/q; bernoulli:
+    -p/q + (1-p)/(1-q)): dL/dz[b, c] = s[b, c] sum_i g[b, i] (R[c, i] - q[b, i]) / B and
+    dL/da[b, i] = h[b, i] p (1 - p) / B with h = -log q (paper) or -log q + log(1 - q) (bernoulli).
+    """
+    gen = torch.Generator().manual_seed(1)
+    r = torch.rand(4, 3, generator=gen, dtype=torch.float64) * 0.8 + 0.1
+    cls = torch.randn(5, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    att = torch.randn(5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    dm_loss(cls, att, r, form=form, detach_target=False).backward()
+    s, R = _softmax(cls.detach().numpy()), r.numpy()
+    q, p = s @ R, 1 / (1 + np.exp(-att.detach().numpy()))
+    g = -p / q + ((1 - p) / (1 - q) if form == "bernoulli" else 0.0)
+    h = -np.log(q) + (np.log(1 - q) if form == "bernoulli" else 0.0)
+    B = len(s)
+    grad_z = s * (g @ R.T - (g * q).sum(axis=1, keepdims=True)) / B  # sum_i g (R[c, i] - q[b, i])
+    np.testing.assert_allclose(cls.grad.numpy(), grad_z, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(att.grad.numpy(), h * p * (1 - p) / B, rtol=1e-10, atol=1e-12)
+    att.grad = None
+    dm_loss(cls, att, r, form=form).backward()  # the default detaches p: no gradient to the attribute head
+    assert att.grad is None or torch.equal(att.grad, torch.zeros_like(att))
 
 
 @pytest.mark.parametrize("form", ["paper", "soft_target"])
-def test_sca_gradcheck(form):
-    w = torch.rand(4, 3, dtype=torch.float64)
-    y, mask = (torch.rand(5, 3) > 0.5).double(), torch.rand(5, 3) > 0.2
-    cls = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda c: sca_loss(c, y, mask, w, form=form, temperature=0.7), (cls,))
+def test_sca_gradients_match_the_closed_form(form):
+    """dL_SCA/dz against the derivative of Eqs. 5-6 by hand, over the images with attribute labels.
+
+    With s = softmax(z), q = softmax(I / tau), l = -log q and B' images with labels: paper
+    dL/dz[b, c] = s[b, c] (l[b, c] - sum_c' s[b, c'] l[b, c']) / B'; soft_target dL/dz = (s - q) / B'.
+    """
+    gen = torch.Generator().manual_seed(2)
+    w = torch.rand(4, 3, generator=gen, dtype=torch.float64)
+    y = (torch.rand(6, 3, generator=gen) > 0.5).double()
+    mask = torch.rand(6, 3, generator=gen) > 0.2
+    mask[0] = False  # an image without attribute labels: no gradient, not counted in B'
+    mask[1] = True
+    cls = torch.randn(6, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    tau = 0.7
+    sca_loss(cls, y, mask, w, form=form, temperature=tau).backward()
+    keep = mask.any(dim=1).numpy()
+    m, yy, W = mask.numpy().astype(float), y.numpy(), w.numpy()
+    num, den = (yy * m) @ W.T, m @ W.T
+    scores = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    q, s = _softmax(scores / tau), _softmax(cls.detach().numpy())
+    n = keep.sum()
+    if form == "paper":
+        ell = -np.log(q)
+        grad = s * (ell - (s * ell).sum(axis=1, keepdims=True)) / n
+    else:
+        grad = (s - q) / n
+    expected = np.where(keep[:, None], grad, 0.0)
+    np.testing.assert_allclose(cls.grad.numpy(), expected, rtol=1e-10, atol=1e-12)
 
 
 def _fit_attributes_to_dm(detach: bool) -> torch.Tensor:

