@@ -1,0 +1,66 @@
+"""``python -m reports.docpage``: generated blocks of a Markdown page re-rendered from run exports, prose kept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reports import build_tables, render
+from reports.docpage import main, refresh
+from tests.reports.report_store import toy_records
+
+PAGE = """# Results
+
+Prose that mentions `<!-- mtlbench: ... -->` markers is left alone.
+
+<!-- mtlbench: table --runs {runs} --db toy -->
+stale
+<!-- /mtlbench -->
+
+Between blocks.
+
+<!-- mtlbench: runs --runs {runs} --db toy -->
+<!-- /mtlbench -->
+
+<!-- mtlbench: table --runs {missing} --db toy -->
+<!-- /mtlbench -->
+"""
+
+
+@pytest.fixture
+def page(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with open("toy.jsonl", "w") as f:
+        for r in toy_records():
+            f.write(json.dumps(r.to_json()) + "\n")
+    path = tmp_path / "page.md"
+    path.write_text(PAGE.format(runs="toy.jsonl", missing="not_yet.jsonl"))
+    return path
+
+
+def test_blocks_hold_the_report_of_their_command_and_prose_is_kept(page):
+    assert main([str(page)]) == 0
+    text = page.read_text()
+    expected = render(build_tables([r for r in toy_records() if r.db == "toy"], "negative-transfer", ["toy"], None),
+                      "markdown")
+    assert expected.strip() in text
+    assert "stale" not in text
+    assert "Prose that mentions `<!-- mtlbench: ... -->` markers is left alone." in text
+    assert "Between blocks." in text
+    assert "| single_task |" in text and "h of training in all" in text  # the runs block
+    assert "no completed run in not_yet.jsonl" in text
+
+
+def test_check_says_stale_then_up_to_date(page, capsys):
+    assert main([str(page), "--check"]) == 1
+    assert "out of date" in capsys.readouterr().err
+    assert "stale" in page.read_text()  # --check writes nothing
+    main([str(page)])
+    assert main([str(page), "--check"]) == 0
+    assert refresh(page.read_text()) == page.read_text()
+
+
+def test_a_bad_marker_names_itself(tmp_path):
+    with pytest.raises(ValueError, match="bad docpage marker"):
+        refresh("<!-- mtlbench: table --nope -->\n<!-- /mtlbench -->\n")
