@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Progress bars (method, db, seed) and one log line per epoch show while it trains; --quiet would hide them.
 demo: install
-	$(BIN)/python -m benchmark run --method single_task --db synthetic --seed $(DEMO_SEEDS) --workdir $(DEMO_DIR) --quiet
-	$(BIN)/python -m benchmark run --method no_coupling --db synthetic --seed $(DEMO_SEEDS) --workdir $(DEMO_DIR) --quiet
+	$(BIN)/python -m benchmark run --method single_task --db synthetic --seed $(DEMO_SEEDS) --workdir $(DEMO_DIR)
+	$(BIN)/python -m benchmark run --method no_coupling --db synthetic --seed $(DEMO_SEEDS) --workdir $(DEMO_DIR)
 	$(BIN)/python -m benchmark report --db synthetic --workdir $(DEMO_DIR)
 
 # pytest exits 5 when it collects no test; that is not a failure of the suite.

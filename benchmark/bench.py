@@ -29,6 +29,7 @@ from benchmark.config import RunConfig
 from benchmark.data import augmentation
 from benchmark.linked import dependency_configs
 from benchmark.options import parse_overrides, resolve
+from benchmark.protocol import check_input_size, check_int, check_workers
 from benchmark.runner import open_db, pick_device
 from benchmark.seeding import seed_everything
 from benchmark.tasks import Batch, Problem
@@ -50,14 +51,13 @@ class Timing:
     peak_mb: float | None = None
     note: str = ""
 
-    def timing(self) -> Timing:
-        return self
-
 
 def run_bench(args: argparse.Namespace) -> str:
     """Time every requested method as ``args`` says; the table, with a header naming the setting."""
+    check_bench_numbers(args)
     device = pick_device(args.device)
     check_backbone(args.backbone)
+    check_input_size(args.backbone, args.image_size)
     precision = resolve_precision(args.amp, device)
     options = TrainOptions(channels_last=args.channels_last, compile=args.compile, workers=args.workers)
     db = open_db(args.db, args.db_set, args.data_root)
@@ -74,7 +74,17 @@ def run_bench(args: argparse.Namespace) -> str:
             f"precision={precision} channels_last={args.channels_last} compile={args.compile} "
             f"workers={'auto' if args.workers is None else args.workers} steps={args.steps} rounds={rounds} "
             f"warmup={args.warmup} threads={torch.get_num_threads()}")
-    return head + "\n" + format_timings([p.timing() for p in prepared])
+    return head + "\n" + format_timings([p.timing() if isinstance(p, Stepper) else p for p in prepared])
+
+
+def check_bench_numbers(args: argparse.Namespace) -> None:
+    """Each count in its range, named by its flag (before any network is built)."""
+    check_int("--batch-size", args.batch_size, 1, "the batch size")
+    check_int("--image-size", args.image_size, 1, "the input side in pixels")
+    check_int("--steps", args.steps, 1, "the number of timed steps")
+    check_int("--warmup", args.warmup, 0, "the number of untimed steps")
+    check_int("--rounds", args.rounds, 1, "the number of turns")
+    check_workers(args.workers)
 
 
 def bench_config(spec: str, db: Db, args: argparse.Namespace, precision: str) -> RunConfig:

@@ -72,7 +72,6 @@ class Progress:
         score = selection_score(val, problem)
         self.history.append({"epoch": epoch, "train_loss": train_loss, "val": val, "val_score": score,
                              "seconds": seconds})
-        log.info("epoch %d: val score %.4f %s", epoch, score, val)
         if self.best_state is None or score > self.best_score:
             self.best_score, self.best_epoch, self.best_val = score, epoch, val
             self.best_state = copy.deepcopy(model.state_dict())

@@ -11,6 +11,7 @@ from pathlib import Path
 from benchmark.options import OptionError
 from benchmark.config import ATTRIBUTE_LOSSES
 from benchmark.registry import RegistryError
+from benchmark.runlock import RunInProgressError
 from results import ResultsStore, StoreError
 
 log = logging.getLogger("benchmark")
@@ -34,6 +35,11 @@ def _execution(parser: argparse.ArgumentParser) -> None:
                         help="torch.compile the network (backend default: inductor)")
     parser.add_argument("--workers", type=int, help="DataLoader workers (default: sized to the machine; 0 for "
                         "in-memory dbs)")
+
+
+def _tensorboard(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tensorboard", metavar="DIR", help="also log each epoch's loss terms, validation metrics "
+                        "and task weights to TensorBoard under DIR/RUN_ID (not part of a run's identity)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", help="folder of the db's files (file-based dbs)")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     run.add_argument("--force", action="store_true", help="train again even if an identical run completed")
+    run.add_argument("--wait", action="store_true", help="when another process is training the same run, wait for "
+                     "it and reuse its result (default: fail at once, exit code 2); a run is never trained twice at once")
     run.add_argument("--resume", action="store_true", help="continue an unfinished (killed, interrupted) run "
                      "from its last epoch's checkpoint")
     run.add_argument("--checkpoints", choices=["temporary", "keep", "off"], default="temporary",
@@ -70,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(temporary), kept, or none (default: %(default)s)")
     run.add_argument("--no-sync-batchnorm", dest="sync_batchnorm", action="store_false",
                      help="under torchrun on GPUs, keep per-process BatchNorm statistics")
+    _tensorboard(run)
     _execution(run)
     _common(run)
 
@@ -98,14 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--db")
     res.add_argument("--method")
     res.add_argument("--status", choices=["running", "completed", "failed"])
-    res.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    res.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                     help="table: rounded, a failure's one-line cause; csv/json: full precision, whole errors")
+    res.add_argument("--full", action="store_true", help="table: also print each failed run's whole error and "
+                     "traceback below it")
     _common(res)
 
     rep = sub.add_parser("report", help="negative-transfer and paper tables, figures, from stored runs (never trains)")
     rep.add_argument("--db", nargs="+", help="one or more dbs (default: every db in the store)")
     rep.add_argument("--backbone", help="only runs with this backbone")
     rep.add_argument("--layout", choices=REPORT_LAYOUTS, default="negative-transfer", help="default: %(default)s")
-    rep.add_argument("--format", choices=["markdown", "latex", "csv", "json"], default="markdown")
+    rep.add_argument("--format", choices=["markdown", "latex", "csv", "json", "html"], default="markdown",
+                     help="html: one self-contained page of every table and figure, written to --out DIR/index.html "
+                          "(default WORKDIR/report/)")
     rep.add_argument("--out", metavar="DIR", help="also write the table (and --figures) into DIR")
     rep.add_argument("--spread", choices=["std", "sem", "half_range"], default="std", help="± convention")
     rep.add_argument("--test", choices=["ttest", "wilcoxon"], default="ttest", help="paired test vs single-task")
@@ -140,7 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--force", action="store_true", help="train the grid's runs again even if completed")
     sw.add_argument("--methods", nargs="+", metavar="NAME", help="only the file's method entries of these names "
                     "(their dependencies too); a later full sweep skips what completed")
+    _tensorboard(sw)
     _common(sw)
+
+    tb = sub.add_parser("tensorboard", help="write stored runs' per-epoch histories as TensorBoard logs")
+    tb.add_argument("--out", required=True, metavar="DIR", help="log folder: one sub-folder per run id "
+                    "(the layout of run/sweep --tensorboard; view with 'tensorboard --logdir DIR')")
+    tb.add_argument("--db", nargs="+", help="only runs of these dbs")
+    tb.add_argument("--method", nargs="+", help="only runs of these methods")
+    tb.add_argument("--runs", nargs="+", metavar="FILE.jsonl", help="read runs from these JSON-lines exports "
+                    "instead of the store in --workdir")
+    tb.add_argument("--replace", action="store_true", help="rewrite a run whose sub-folder already holds logs "
+                    "(default: leave it)")
+    _common(tb)
 
     exp = sub.add_parser("export", help="write stored runs as JSON lines")
     exp.add_argument("file", help="output .jsonl file ('-' for stdout)")
@@ -164,8 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(commands, f"cmd_{args.command}")
     try:
         return int(handler(args) or 0)
-    except (RegistryError, OptionError, StoreError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (RegistryError, OptionError, StoreError, ValueError, FileNotFoundError, RunInProgressError) as exc:
+        print(f"error: {exc}", file=sys.stderr)  # bad input, broken data, a run busy elsewhere: nothing was stored
         return 2
     except FloatingPointError as exc:
         print(f"error: the run stopped and is stored as failed: {exc}", file=sys.stderr)
@@ -175,5 +201,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def open_store(workdir: str) -> ResultsStore:
-    return ResultsStore(Path(workdir) / "results.sqlite")
+def open_store(workdir: str, *, create: bool = True) -> ResultsStore:
+    """The store in ``workdir``; ``create=False`` for commands that only read (a missing store is an error, not a new file)."""
+    return ResultsStore(Path(workdir) / "results.sqlite", create=create)

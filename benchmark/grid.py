@@ -20,9 +20,10 @@ from benchmark.config import RunConfig
 from benchmark.experiment import Entry, Experiment, Problems, check_preset, check_seeds, option_pairs
 from benchmark.options import OptionError, parse_overrides
 from benchmark.registry import RegistryError
-from benchmark.runner import RunRequest, open_db, resolve_configs
+from benchmark.runner import RunRequest, open_db, resolve_configs, store_path
 from datasets import Db
 from methods import METHODS
+from results import COMPLETED, ResultsStore
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,20 @@ def expand(experiment: Experiment, data_roots: dict[str, str] | None = None) -> 
                                 f"{method.label} x {db.entry.label}")
     problems.raise_if_any()
     return list(runs.values())
+
+
+def check_grid_data(grid: list[GridRun], workdir: str | Path, force: bool, progress: bool) -> None:
+    """Check the files of every db the sweep trains on, at each image size it uses (``Db.verify``: annotations
+    parse, every image decodes), so a broken file stops the sweep before anything trains or is stored."""
+    done: set[str] = set()
+    if store_path(workdir).is_file() and not force:
+        with ResultsStore(store_path(workdir), create=False) as store:
+            done = {r.run_id for r in store.runs(status=COMPLETED)}
+    opened: dict[DbSpec, Db] = {}
+    for spec, size in dict.fromkeys((run.db, run.cfg.image_size) for run in grid if run.cfg.run_id not in done):
+        if spec not in opened:
+            opened[spec] = spec.open()
+        opened[spec].verify(size, progress=progress)
 
 
 def method_runs_on(entry: Entry, backbone: str, fold: int | None) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -29,12 +30,11 @@ def parse_value(text: str, annotation: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if text.lower() in {"none", "null"} and type(None) in args:
             return None
-        errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
                 return parse_value(text, arg, key)
-            except OptionError as exc:
-                errors.append(str(exc))
+            except OptionError:
+                continue  # the next type of the union may take it
         raise OptionError(f"{key}={text!r}: expected {_type_name(annotation)}")
     if origin is typing.Literal:
         for choice in args:
@@ -47,9 +47,12 @@ def parse_value(text: str, annotation: Any, key: str) -> Any:
         raise OptionError(f"{key}={text!r}: expected a bool (true/false)")
     if annotation in (int, float):
         try:
-            return annotation(text)
+            value = annotation(text)
         except ValueError:
             raise OptionError(f"{key}={text!r}: expected {annotation.__name__}") from None
+        if annotation is float and not math.isfinite(value):  # NaN/inf would only surface as a NaN loss mid-run
+            raise OptionError(f"{key}={text!r}: expected a finite float (NaN and inf are not allowed)")
+        return value
     if annotation is str or annotation is inspect.Parameter.empty:
         return text
     raise OptionError(f"{key}: options of type {_type_name(annotation)} cannot be set from the command line")
@@ -83,7 +86,10 @@ def parse_overrides(cls: type, pairs: Iterable[str], what: str, exclude: Iterabl
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             known = ", ".join(f"{n} ({_type_name(hints.get(n, str))})" for n in params) or "none"
             raise OptionError(f"{what} has no option {key!r}.{hint} Its options: {known}.")
-        out[key] = parse_value(text.strip(), hints.get(key, str), key)
+        try:
+            out[key] = parse_value(text.strip(), hints.get(key, str), key)
+        except OptionError as exc:
+            raise OptionError(f"{what}: {exc}") from None
     return out
 
 

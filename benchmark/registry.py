@@ -103,15 +103,18 @@ class Registry(Generic[T]):
         return cls
 
     def entries(self) -> list[Entry]:
-        """Name, source and description of every entry; plugins are imported for their docstring."""
+        """Name, source and description of every entry, without importing a plugin not yet loaded:
+        its description is its distribution's summary (the docstring once it is loaded)."""
         rows = []
         for name in self.names():
             ep = self._entry_points().get(name)
-            source = "builtin" if name in self._classes and ep is None else _plugin_source(ep)
-            try:
-                description = first_line(self.get(name).__doc__)
-            except RegistryError as exc:
-                description = f"(failed to load: {exc})"
+            if name in self._classes:
+                source = "builtin" if ep is None else _plugin_source(ep)
+                description = first_line(self._classes[name].__doc__)
+            else:
+                source = _plugin_source(ep)
+                summary = ep.dist.metadata.get("Summary") if ep is not None and ep.dist is not None else None
+                description = f"{summary or ep.value} (plugin, loaded on first use)"
             rows.append(Entry(name, source, description))
         return rows
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,8 +31,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     from reports import ReportOptions, build_tables, render
     from reports.render import SUFFIXES
 
+    if args.format == "html":  # one page with every table and figure: benchmark/html_report.py
+        from benchmark.html_report import write_page
+
+        return write_page(args)
+    if not 0 < args.alpha < 1:
+        raise ValueError(f"--alpha {args.alpha}: the significance level must be between 0 and 1, e.g. 0.05")
     records = completed_records(args)
     records = [r for r in records if not args.backbone or r.backbone == args.backbone]
+    check_dbs(args, records)
     dbs = args.db or sorted({r.db for r in records})
     records = [r for r in records if r.db in dbs]
     if not records:
@@ -55,11 +63,32 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_dbs(args: argparse.Namespace, records: list[RunRecord]) -> None:
+    """Every ``--db`` named must have completed runs here; one without is an error naming it, the close names
+    (of the stored dbs and of the registry) and the dbs that do have runs."""
+    import difflib
+
+    from datasets import DBS
+
+    stored = sorted({r.db for r in records})
+    for db in args.db or []:
+        if db in stored:
+            continue
+        close = difflib.get_close_matches(db, stored, n=1, cutoff=0.6) or difflib.get_close_matches(
+            db, DBS.names(), n=1, cutoff=0.6)
+        where = ", ".join(args.runs) if args.runs else args.workdir
+        unknown = "" if db in DBS else f" ({db!r} is no registered db; see 'ls dbs')"
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        backbone = f" with backbone {args.backbone}" if args.backbone else ""
+        raise ValueError(f"--db {db}: no completed run of db {db}{backbone} in {where}{unknown}.{hint} "
+                         f"Dbs with completed runs there: {', '.join(stored) or 'none'}")
+
+
 def completed_records(args: argparse.Namespace) -> list[RunRecord]:
     """The completed runs of the store in ``--workdir``, or of the JSON-lines files ``--runs`` names
     (``export``'s format, e.g. the committed ``results/reference/*.jsonl``: rendered without a store)."""
     if not args.runs:
-        with open_store(args.workdir) as store:
+        with open_store(args.workdir, create=False) as store:  # a report reads; it never creates a store
             return store.runs(status="completed")
     records: dict[str, RunRecord] = {}
     for name in args.runs:
@@ -131,11 +160,34 @@ def pick_runs(records: list[RunRecord], prefixes: list[str]) -> list[RunRecord]:
 
 def relatedness_figures(records: list[RunRecord], folder: Path, data_root: str | None) -> list[Path]:
     """Heat maps of the relatedness sources the stored runs used (or the db's sources if none did)."""
-    from datasets import DBS
     from reports.figures import relatedness_figure
 
+    maps, _ = relatedness_maps(records, data_root)
+    paths = []
+    for m in maps:
+        paths += relatedness_figure(m.matrix, m.classes, m.attributes, folder / f"relatedness_{records[0].db}_{m.name}",
+                                    m.title)
+    return paths
+
+
+@dataclass(frozen=True)
+class RelatednessMap:
+    """One relatedness matrix p(attribute | class) of a db, resolved as the coupling methods resolve it."""
+
+    name: str
+    title: str
+    matrix: np.ndarray
+    classes: tuple[str, ...]
+    attributes: tuple[str, ...]
+
+
+def relatedness_maps(records: list[RunRecord], data_root: str | None) -> tuple[list[RelatednessMap], str]:
+    """The matrices of the sources ``records`` (one db) used, or the db's sources if none did; and,
+    when there is none, why (the db's files are not reachable, it has no class/attribute pair, ...)."""
+    from datasets import DBS
+
     if not records:
-        return []
+        return [], "no run of this db"
     first = records[0]
     try:
         db = DBS.get(first.db)(data_root=data_root, **first.config.get("db_options", {}))
@@ -143,20 +195,20 @@ def relatedness_figures(records: list[RunRecord], folder: Path, data_root: str |
         classes, attributes = problem.pair()
     except Exception as exc:  # a missing data folder or a db without a class/attribute pair: no heat map
         log.warning("no relatedness heat map for db %r: %s", first.db, exc)
-        return []
+        return [], f"db {first.db!r} could not be opened here ({exc}); a file-based db needs --data-root"
     used = {str(r.method_options["relatedness"]) for r in records if "relatedness" in r.method_options}
-    paths = []
+    maps, problems = [], []
     for source in sorted(used) or problem.relatedness_sources():
         try:
             resolved, matrix = _resolve(problem, source)
         except Exception as exc:  # noqa: BLE001 - one unusable source must not stop the other figures
             log.warning("no relatedness heat map for %r on db %r: %s", source, first.db, exc)
+            problems.append(f"source {source!r}: {exc}")
             continue
         name = Path(resolved).stem if resolved.endswith(".csv") else resolved
         title = f"{first.db}: p(attribute | class), source {resolved}" + (" (auto)" if source == "auto" else "")
-        paths += relatedness_figure(matrix, classes.labels, attributes.labels,
-                                    folder / f"relatedness_{first.db}_{name}", title)
-    return paths
+        maps.append(RelatednessMap(name, title, matrix, tuple(classes.labels), tuple(attributes.labels)))
+    return maps, "; ".join(problems) or ("" if maps else "the db has no relatedness source")
 
 
 def _resolve(problem: Problem, source: str) -> tuple[str, np.ndarray]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,15 @@ from benchmark.distributed import from_main, is_main_process
 from benchmark.linked import dependency_configs, link_entry, load_linked, model_path, save_model
 from benchmark.options import parse_overrides, resolve
 from benchmark.pretrained import ensure_available, resolve_pretrained
+from benchmark.protocol import check_input_size, check_overrides, check_seed
 from benchmark.provenance import environment, now, peak_memory_mb
+from benchmark.runlock import RunInProgressError, run_lock
 from benchmark.tasks import Problem, world_size
 from benchmark.train import TrainOptions, TrainResult, train
 from datasets import DBS, Db
 from methods import METHODS, LinkedRun, Method
 from results import COMPLETED, Metric, ResultsStore, RunRecord
+from results.records import error_cause
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +64,14 @@ def open_db(name: str, db_set: Sequence[str] = (), data_root: str | None = None)
     return cls(data_root=data_root, **options)
 
 
-def resolve_configs(request: RunRequest) -> tuple[Db, list[RunConfig]]:
-    """The db and the fully resolved configs one request stands for (``single_task`` gives one per task)."""
+def resolve_configs(request: RunRequest, db: Db | None = None) -> tuple[Db, list[RunConfig]]:
+    """The db and the fully resolved configs one request stands for (``single_task`` gives one per task).
+
+    Every number of the protocol is checked against its range (the image size against what the backbone
+    can take) and the method is built once from each config's options, so whatever is wrong with a
+    request fails here, before anything is stored. ``db``: the request's db, already opened.
+    """
+    check_seed(request.seed)
     method_cls = METHODS.get(request.method)
     backbone, pretrained = resolve_pretrained(request.backbone, request.pretrained)
     check_backbone(backbone, pretrained)
@@ -68,14 +79,20 @@ def resolve_configs(request: RunRequest) -> tuple[Db, list[RunConfig]]:
     if supported and backbone not in supported and backbone in BUILTIN_BACKBONES:
         raise ValueError(f"method {request.method!r} cannot use backbone {backbone!r}; "
                          f"use one of {', '.join(supported)} (or another timm model of that family)")
-    db = open_db(request.db, request.db_set, request.data_root)
+    db = open_db(request.db, request.db_set, request.data_root) if db is None else db
     db.check_fold(request.fold)
     preset = db.preset()
+    check_overrides(request.epochs, request.batch_size, request.lr, request.image_size, preset)
+    image_size = preset.image_size if request.image_size is None else request.image_size
+    check_input_size(backbone, image_size)
     options = resolve(method_cls, parse_overrides(method_cls, request.method_set, f"method {request.method!r}"))
     expanded = method_cls.expand(options, db.problem(request.fold))
+    for checked in expanded:  # its own checks of its options (ranges, combinations) and of what it needs of the
+        method_cls(**checked).check_capabilities()  # gradient engine, before anything is stored
     configs = [RunConfig(method=request.method, db=request.db, backbone=backbone, seed=request.seed,
-                         epochs=request.epochs or preset.epochs, batch_size=request.batch_size or preset.batch_size,
-                         lr=request.lr or preset.lr, image_size=request.image_size or preset.image_size,
+                         epochs=preset.epochs if request.epochs is None else request.epochs,
+                         batch_size=preset.batch_size if request.batch_size is None else request.batch_size,
+                         lr=preset.lr if request.lr is None else request.lr, image_size=image_size,
                          augmentation=preset.augmentation, label_smoothing=preset.label_smoothing, fold=request.fold,
                          pretrained=pretrained, method_options=o, db_options=db.options(),
                          precision=request.precision, attribute_loss=request.attribute_loss or ATTRIBUTE_LOSSES[0])
@@ -100,23 +117,29 @@ CHECKPOINT_POLICIES = ("temporary", "keep", "off")
 
 def execute(cfg: RunConfig, db: Db, store: ResultsStore, device: torch.device, *, force: bool = False,
             progress: bool = True, workdir: str | Path | None = None, resume: bool = False,
-            checkpoints: str = "temporary", options: TrainOptions | None = None,
-            _chain: tuple[str, ...] = ()) -> RunRecord:
+            checkpoints: str = "temporary", options: TrainOptions | None = None, wait: bool = False,
+            verify: bool = True, _chain: tuple[str, ...] = ()) -> RunRecord:
     """Train and store one run, or return the stored one if it already completed (unless ``force``).
 
     The runs its method builds on (``Method.dependencies``) are reused when completed, else trained
     first (``force`` never reaches them), and handed to the method; the stored run links them. A
     completed run's best-epoch weights go to ``workdir/models/<run_id>.pt`` (``workdir`` defaults to
     the store's folder) before it is marked completed. A failure of any kind, Ctrl-C included, marks
-    the run failed with the reason and re-raises.
+    the run failed with the reason (and the traceback, after a blank line) and re-raises.
+
+    One process trains a run at a time (``benchmark/runlock.py``): a run another process is training
+    raises :class:`~benchmark.runlock.RunInProgressError` at once, before anything is stored; with
+    ``wait`` this waits for that process instead and returns its run once completed. With ``verify``
+    the db's files are checked (``Db.verify``: every image decodes) before a row is stored.
 
     Checkpoints: at each epoch's end the run's state goes to ``workdir/checkpoints/<run_id>.pt``;
     ``checkpoints`` says what becomes of it: ``temporary`` (deleted once the run completes),
     ``keep``, or ``off`` (none written). ``resume=True`` continues an unfinished run (stored
     ``running`` after a kill, or ``failed``, e.g. after Ctrl-C) from its checkpoint, and ends as the
-    uninterrupted run would; without a checkpoint the run starts from the beginning. Dependencies
-    trained on the way get the same ``resume``, ``checkpoints`` and ``options`` (how to train here:
-    AMP is ``cfg.precision``). Under torchrun every process calls this; rank 0 alone writes.
+    uninterrupted run would; without a checkpoint the run starts from the beginning (and a
+    checkpoint found is discarded with a warning). Dependencies trained on the way get the same
+    ``resume``, ``checkpoints``, ``options``, ``wait`` and ``verify`` (how to train here: AMP is
+    ``cfg.precision``). Under torchrun every process calls this; rank 0 alone writes.
     """
     if checkpoints not in CHECKPOINT_POLICIES:
         raise ValueError(f"checkpoints={checkpoints!r} is not one of {CHECKPOINT_POLICIES}")
@@ -127,8 +150,56 @@ def execute(cfg: RunConfig, db: Db, store: ResultsStore, device: torch.device, *
     if cfg.run_id in _chain:
         raise ValueError(f"method {cfg.method!r} depends on itself through runs {' -> '.join(_chain)}; fix its dependencies()")
     workdir = store.path.parent if workdir is None else Path(workdir)
-    how = {"resume": resume, "checkpoints": checkpoints, "options": options}
-    linked, links = run_dependencies(cfg, db, store, device, workdir, progress, _chain + (cfg.run_id,), **how)
+    how = {"resume": resume, "checkpoints": checkpoints, "options": options, "wait": wait, "verify": verify}
+    with claim(workdir, cfg, wait):
+        again = from_main(lambda: store.get(cfg.run_id))
+        if again is not None and again.status == COMPLETED and (
+                not force or existing is None or again.finished_at != existing.finished_at):
+            log.info("%s: another process completed run %s meanwhile; using it", cfg.describe(), cfg.run_id)
+            return again
+        linked, links = run_dependencies(cfg, db, store, device, workdir, progress, _chain + (cfg.run_id,), **how)
+        if verify:
+            verify_data(db, cfg.image_size, progress)
+        return train_and_store(cfg, db, store, device, workdir, progress, linked, links, resume=resume,
+                               checkpoints=checkpoints, options=options)
+
+
+@contextmanager
+def claim(workdir: Path, cfg: RunConfig, wait: bool) -> Iterator[None]:
+    """Rank 0 holds the run's lock while every process trains it; a run another process holds is refused
+    (:class:`~benchmark.runlock.RunInProgressError`) on every process, or waited for with ``wait``."""
+    with ExitStack() as stack:
+        def take() -> RunInProgressError | None:
+            try:
+                stack.enter_context(run_lock(workdir, cfg.run_id, cfg.describe(), wait=wait))
+            except RunInProgressError as exc:
+                return exc
+            return None
+
+        refused = from_main(take)
+        if refused is not None:
+            raise refused
+        yield
+
+
+def verify_data(db: Db, image_size: int, progress: bool) -> None:
+    """``db.verify`` on rank 0 and its verdict on every process: a broken file stops them all before a row is stored."""
+    def check() -> Exception | None:
+        try:
+            db.verify(image_size, progress=progress)
+        except (ValueError, FileNotFoundError) as exc:  # CorruptDataError, MissingDataError
+            return exc
+        return None
+
+    problem = from_main(check)
+    if problem is not None:
+        raise problem
+
+
+def train_and_store(cfg: RunConfig, db: Db, store: ResultsStore, device: torch.device, workdir: Path, progress: bool,
+                    linked: dict[str, LinkedRun], links: dict[str, Any], *, resume: bool, checkpoints: str,
+                    options: TrainOptions | None) -> RunRecord:
+    """Store the run as running, train it, then store it completed with its metrics, or failed with the reason."""
     method: Method = METHODS.get(cfg.method)(**cfg.method_options)
     if cfg.pretrained:
         ensure_available(cfg.pretrained)  # timm's weights: downloaded (or found offline) before a row is stored
@@ -148,7 +219,8 @@ def execute(cfg: RunConfig, db: Db, store: ResultsStore, device: torch.device, *
         if main:
             save_model(model_path(workdir, cfg.run_id), cfg, result.model, method)
     except BaseException as exc:  # KeyboardInterrupt too: the row must not stay "running"
-        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else (  # its cause in one line, then the traceback
+            f"{error_cause(f'{type(exc).__name__}: {exc}', limit=None)}\n\n{traceback.format_exc()}")
         if main:
             store.fail_run(cfg.run_id, reason, wall_time_s=time.perf_counter() - started, finished_at=now())
         raise

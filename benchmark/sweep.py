@@ -24,7 +24,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from benchmark.config import RunConfig
 from benchmark.experiment import Experiment, ExperimentError, load
-from benchmark.grid import DbSpec, GridRun, expand
+from benchmark.grid import DbSpec, GridRun, check_grid_data, expand
 from benchmark.linked import dependency_configs, model_path
 from benchmark.options import resolve
 from benchmark.runner import store_path
@@ -335,10 +335,11 @@ def make_backend(args: argparse.Namespace, store: ResultsStore, resources: dict[
     if args.executor == "ray":
         from benchmark.sweep_ray import RayBackend
 
-        return RayBackend(store, args.workdir, args.address, resources)
+        return RayBackend(store, args.workdir, args.address, resources, tensorboard=args.tensorboard)
     if args.jobs > 1:
-        return sweep_backends.ProcessBackend(store, args.workdir, args.device, args.force, args.jobs)
-    return sweep_backends.InProcessBackend(store, args.workdir, args.device, args.force)
+        return sweep_backends.ProcessBackend(store, args.workdir, args.device, args.force, args.jobs,
+                                             tensorboard=args.tensorboard)
+    return sweep_backends.InProcessBackend(store, args.workdir, args.device, args.force, tensorboard=args.tensorboard)
 
 
 def only_methods(experiment: Experiment, names: list[str] | None) -> Experiment:
@@ -359,11 +360,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     experiment = only_methods(load(args.file), args.methods)
     grid = expand(experiment, parse_data_roots(args.data_root))
     if args.dry_run:
-        store = ResultsStore(store_path(args.workdir)) if store_path(args.workdir).is_file() else None
+        store = ResultsStore(store_path(args.workdir), create=False) if store_path(args.workdir).is_file() else None
         print(plan_table(build_plan(experiment.path, grid, store, args.workdir, args.force)))
         if store is not None:
             store.close()
         return 0
+    check_grid_data(grid, args.workdir, args.force, progress=not args.quiet)  # before the store exists or a run starts
     with ResultsStore(store_path(args.workdir)) as store:
         plan = build_plan(experiment.path, grid, store, args.workdir, args.force)
         log.info("%s: %d grid runs + %d dependencies; %d done, %d to run, %d to resume", experiment.path,

@@ -25,18 +25,21 @@ from benchmark.config import RunConfig
 from benchmark.grid import DbSpec
 from benchmark.provenance import environment, now
 from benchmark.runner import execute, pick_device, store_path
+from benchmark.runlock import is_locked
 from benchmark.sweep import RESUME, Node, Outcome
+from benchmark.train import TrainOptions
 from datasets import Db
 from results import COMPLETED, FAILED, RUNNING, ResultsStore, RunRecord
 
 log = logging.getLogger(__name__)
 
 def train_node(cfg: RunConfig, db: Db, store: ResultsStore, device: torch.device, workdir: str | Path, *,
-               force: bool, resume: bool) -> RunRecord:
+               force: bool, resume: bool, tensorboard: str | None = None) -> RunRecord:
     """Train one planned run through the runner, as the plan decided: ``force`` retrains a completed run,
     ``resume`` continues an unfinished one (stored ``running`` or ``failed``) from its last checkpoint in
-    ``workdir/checkpoints/`` (from the start when it has none)."""
-    return execute(cfg, db, store, device, force=force, progress=False, workdir=workdir, resume=resume)
+    ``workdir/checkpoints/`` (from the start when it has none); ``tensorboard``: log its epochs there."""
+    return execute(cfg, db, store, device, force=force, progress=False, workdir=workdir, resume=resume,
+                   options=TrainOptions(tensorboard=tensorboard))
 
 
 def outcome_of(record: RunRecord) -> Outcome:
@@ -55,8 +58,11 @@ def record_failure(store: ResultsStore, cfg: RunConfig, error: str, since: str) 
 
     A run that failed before the runner started it (its db or a linked run could not be loaded) has
     no row yet, a killed worker leaves it ``running``; a row failed before ``since`` is an earlier
-    attempt's. A completed row is kept: this attempt never replaced it.
+    attempt's. A completed row is kept: this attempt never replaced it. A run another process is training
+    now (its lock is held, ``benchmark/runlock.py``) is left alone: its row is that process's.
     """
+    if is_locked(store.path.parent, cfg.run_id):
+        return
     existing = store.get(cfg.run_id)
     if existing is not None and existing.status == RUNNING:
         store.fail_run(cfg.run_id, error, finished_at=now())
@@ -76,8 +82,10 @@ class InProcessBackend:
 
     slots = 1
 
-    def __init__(self, store: ResultsStore, workdir: str | Path, device: str, force: bool) -> None:
+    def __init__(self, store: ResultsStore, workdir: str | Path, device: str, force: bool,
+                 tensorboard: str | None = None) -> None:
         self.store, self.workdir, self.device, self.force = store, workdir, pick_device(device), force
+        self.tensorboard = tensorboard
         self.started = now()
         self.dbs: dict[DbSpec, Db] = {}
 
@@ -87,7 +95,8 @@ class InProcessBackend:
             if node.db not in self.dbs:
                 self.dbs[node.db] = node.db.open()
             record = train_node(node.cfg, self.dbs[node.db], self.store, self.device, self.workdir,
-                                force=self.force and node.in_grid, resume=node.action == RESUME)
+                                force=self.force and node.in_grid, resume=node.action == RESUME,
+                                tensorboard=self.tensorboard)
             future.set_result(outcome_of(record))
         except Exception as exc:  # the runner stored it failed (if it got that far); the sweep goes on
             log.debug("run %s failed", node.run_id, exc_info=True)
@@ -114,6 +123,7 @@ class WorkerJob:
     device: str
     force: bool
     resume: bool
+    tensorboard: str | None = None
 
 
 def worker_init(threads: int, level: int) -> None:
@@ -129,7 +139,7 @@ def worker_run(job: WorkerJob) -> Outcome:
     try:
         with ResultsStore(store_path(job.workdir)) as store:
             record = train_node(job.cfg, job.db.open(), store, pick_device(job.device), job.workdir, force=job.force,
-                                resume=job.resume)
+                                resume=job.resume, tensorboard=job.tensorboard)
         return outcome_of(record)
     except Exception as exc:
         return Outcome(False, error_text(exc), time.perf_counter() - started)
@@ -142,9 +152,11 @@ class ProcessBackend:
     pools or CUDA can hang.
     """
 
-    def __init__(self, store: ResultsStore, workdir: str | Path, device: str, force: bool, jobs: int) -> None:
+    def __init__(self, store: ResultsStore, workdir: str | Path, device: str, force: bool, jobs: int,
+                 tensorboard: str | None = None) -> None:
         pick_device(device)  # fail here, not in every worker
         self.store, self.workdir, self.device, self.force, self.slots = store, str(workdir), device, force, jobs
+        self.tensorboard = tensorboard
         self.started = now()
         self.pool = self.new_pool()
 
@@ -156,7 +168,7 @@ class ProcessBackend:
 
     def submit(self, node: Node, closure: list[Node]) -> Future:
         job = WorkerJob(node.cfg, node.db, self.workdir, self.device, self.force and node.in_grid,
-                        node.action == RESUME)
+                        node.action == RESUME, self.tensorboard)
         try:
             return self.pool.submit(worker_run, job)
         except BrokenProcessPool:  # a worker died earlier and took the pool with it: start a new one

@@ -74,10 +74,13 @@ class RayBackend:
         address: the cluster (``ray.init(address)``); None starts Ray on this machine.
         resources: the experiment file's ``[resources]``: ``cpus`` (default 1) and ``gpus`` per run
             (default 1 when the cluster has GPUs, else 0).
+        tensorboard: a log folder on the driver; a run's epochs are written there when its record
+            comes back (the workers may share no filesystem with the driver).
     """
 
     def __init__(self, store: ResultsStore, workdir: str | Path, address: str | None,
-                 resources: dict[str, float]) -> None:
+                 resources: dict[str, float], tensorboard: str | None = None) -> None:
+        self.tensorboard = tensorboard
         try:
             import ray
         except ImportError:
@@ -125,6 +128,10 @@ class RayBackend:
             write_atomically(model_path(self.workdir, node.run_id), result["weights"])
         if result["record"] is not None:
             self.store.put(RunRecord.from_json(result["record"]), replace=True)
+            if self.tensorboard:
+                from benchmark.tensorboard import export_runs
+
+                export_runs([RunRecord.from_json(result["record"])], self.tensorboard, replace=True)
         outcome = outcome_of(self.store.get(node.run_id)) if result["record"] is not None else Outcome(False)
         if not outcome.ok:
             outcome.error = outcome.error or result["error"]

@@ -1,4 +1,4 @@
-"""The training loop: the only caller of the method hooks, readable on one screen.
+"""The training loop: where a run's method hooks are called, readable on one screen.
 
 What surrounds it lives next door, so the loop stays short: ``benchmark/checkpoint.py`` (resumable
 runs), ``benchmark/distributed.py`` (several processes under ``torchrun``), ``benchmark/amp.py``
@@ -28,8 +28,11 @@ from benchmark.data import augmentation, make_loader
 from benchmark.distributed import (average_gradients, broadcast_state, from_main, is_main_process,
                                    mean_over_processes, per_process_batch, rank, use_sync_batchnorm)
 from benchmark.evaluate import evaluate
+from benchmark.options import keyword_parameters
+from benchmark.gradient_engine import weighted_backward
 from benchmark.seeding import seed_everything
 from benchmark.tasks import Batch, Problem, task_loss, world_size
+from benchmark.tensorboard import open_epoch_log
 from datasets.base import Db, TaskDataset
 from methods.base import LinkedRun, Method, MultiTaskModel, StepContext
 
@@ -54,12 +57,14 @@ class TrainOptions:
             ``layer`` named (a compiled graph does not show which layer ran last).
         workers: DataLoader worker processes; None sizes them to the machine (0 for in-memory dbs).
         sync_batchnorm: under torchrun on GPUs, BatchNorm becomes SyncBatchNorm (statistics of the global batch).
+        tensorboard: a folder to log each epoch to, in ``<folder>/<run_id>`` (``benchmark/tensorboard.py``), or None.
     """
 
     channels_last: bool = False
     compile: str | None = None
     workers: int | None = None
     sync_batchnorm: bool = True
+    tensorboard: str | None = None
 
 
 @dataclass
@@ -91,6 +96,7 @@ class Trainer:
     label_smoothing: float = 0.0
     options: TrainOptions = TrainOptions()
     attribute_loss: str = "per_image"
+    gradient_cache: dict[str, str] = field(default_factory=dict)  # the gradient engine's per-run findings
 
     def on_device(self, batch: Batch) -> Batch:
         """``batch`` on the training device (non-blocking from pinned memory), inputs in the network's memory format."""
@@ -119,11 +125,14 @@ def train(cfg: RunConfig, db: Db, method: Method, device: torch.device, progress
     tr = build_trainer(cfg, db.problem(cfg.fold), method, device, options or TrainOptions())
     train_loader, val_loader = training_loaders(cfg, db, tr, generator)
     state = start_or_resume(cfg, tr, generator, checkpoint, resume)
+    board = open_epoch_log(tr.options.tensorboard, cfg, state.epoch)  # None unless asked; rank 0 writes
     show = progress and is_main_process()
-    for epoch in tqdm(range(state.epoch, cfg.epochs), desc=cfg.describe(), disable=not show, leave=False):
+    for epoch in tqdm(range(state.epoch, cfg.epochs), desc=run_label(cfg, method), disable=not show, leave=False,
+                      unit="epoch", dynamic_ncols=True):
         tr.model.train()
         started, sums = time.perf_counter(), {}
-        for batch in tqdm(train_loader, desc=f"epoch {epoch}", disable=not show, leave=False):
+        for batch in tqdm(train_loader, desc=f"epoch {epoch}", disable=not show, leave=False, unit="batch",
+                          dynamic_ncols=True):
             for name, value in train_step(tr, batch, state.step, epoch).items():
                 sums[name] = sums.get(name, 0.0) + value.detach().double()  # on the device: no sync per step
             state.step += 1
@@ -131,6 +140,10 @@ def train(cfg: RunConfig, db: Db, method: Method, device: torch.device, progress
         train_loss = mean_over_processes({k: float(v) / len(train_loader) for k, v in sums.items()})
         val = validate(tr, val_loader)
         state.end_epoch(epoch, train_loss, val, tr.problem, time.perf_counter() - started, tr.model)
+        if val is not None:
+            log.info("%s", epoch_line(state, tr.problem, cfg.epochs))
+        if board is not None:
+            board.log_epoch(state.history[-1], last=epoch + 1 == cfg.epochs)
         if checkpoint is not None:
             save_checkpoint(checkpoint, cfg, tr, state, generator)
     return finish(cfg, db, tr, state)
@@ -149,7 +162,11 @@ def train_step(tr: Trainer, batch: Batch, step: int, epoch: int) -> dict[str, Te
     losses = tr.method.losses(task_losses, ctx)
     check_finite(losses, epoch, step)
     tr.optimizer.zero_grad(set_to_none=True)
-    tr.method.backward(tr.precision.scale_gradients(losses, ctx.loss_scale), ctx)
+    scaled = tr.precision.scale_gradients(losses, ctx.loss_scale)
+    if tr.method.gradient_request() is None:
+        tr.method.backward(scaled, ctx)
+    else:  # a weighting method: the engine takes per-task gradients, the method weighs them, the engine applies
+        losses = losses | weighted_backward(tr.method, scaled, ctx, tr.gradient_cache)
     average_gradients(tr.optimizer)  # under torchrun; alone, nothing
     tr.precision.step(tr.optimizer)
     return losses
@@ -162,6 +179,10 @@ def build_trainer(cfg: RunConfig, problem: Problem, method: Method, device: torc
     if use_sync_batchnorm(device, options.sync_batchnorm):  # before build: methods hook into its modules
         backbone = nn.SyncBatchNorm.convert_sync_batchnorm(backbone)
     model = method.build(backbone, create_heads(problem.tasks, width), problem).to(device)
+    request = method.gradient_request()
+    if request is not None and request.wrt == "representation" and not model.has_shared_representation:
+        raise ValueError(f"{type(method).__name__} weighs gradients at the shared representation, but its network "
+                         f"({type(model).__name__}) runs a backbone pass per task and has none")
     method.to(device)
     if options.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -191,11 +212,32 @@ def start_or_resume(cfg: RunConfig, tr: Trainer, generator: torch.Generator, che
     """The state to start from: the checkpoint's when resuming from one, else a fresh one."""
     if resume and checkpoint is not None and checkpoint.is_file():
         return load_checkpoint(checkpoint, cfg, tr, generator)
-    if checkpoint is not None and checkpoint.is_file():
-        log.info("%s holds a checkpoint of this run; starting over (--resume continues from it)", checkpoint)
+    if checkpoint is not None and checkpoint.is_file():  # a warning: --quiet must not hide lost epochs
+        log.warning("run %s: %s holds the checkpoint of an unfinished earlier attempt; starting over discards it "
+                    "(rerun with --resume to continue from it instead)", cfg.run_id, checkpoint)
     elif resume:
         log.info("no checkpoint of run %s to resume from: training from the start", cfg.run_id)
     return Progress()
+
+
+def run_label(cfg: RunConfig, method: Method) -> str:
+    """A run in a few words for its progress bar: method (and options set away from their defaults), db, fold, seed."""
+    defaults = {n: p.default for n, p in keyword_parameters(type(method)).items()}
+    changed = ",".join(f"{k}={v}" for k, v in cfg.method_options.items() if defaults.get(k, v) != v)
+    changed = changed if len(changed) <= 24 else changed[:21] + "..."
+    return (f"{cfg.method}{f'[{changed}]' if changed else ''} {cfg.db}"
+            + ("" if cfg.fold is None else f" fold {cfg.fold}") + f" seed {cfg.seed}")
+
+
+def epoch_line(state: Progress, problem: Problem, epochs: int) -> str:
+    """The last epoch in one line: its mean training losses, each task's primary validation metric, the score."""
+    entry = state.history[-1]
+    losses = ", ".join(f"{name} {value:.4g}" for name, value in entry["train_loss"].items())
+    val = ", ".join(f"{task} {problem.task(task).primary} {metrics[problem.task(task).primary]:.4f}"
+                    for task, metrics in entry["val"].items() if problem.task(task).primary in metrics)
+    best = " (best so far)" if state.best_epoch == entry["epoch"] else ""
+    return (f"epoch {entry['epoch']} ({entry['epoch'] + 1}/{epochs}): train loss {losses} | val {val} | "
+            f"score {entry['val_score']:.4f}{best} | {entry['seconds']:.1f}s")
 
 
 def validate(tr: Trainer, loader: DataLoader | None) -> dict[str, dict[str, float]] | None:

@@ -3,9 +3,9 @@
 A script, not a test: timings depend on the machine. For each method it builds the same backbone
 and heads (same seed) on a fake problem with one multiclass task of N classes and one attribute
 task of M attributes (with a random ``"domain"`` relatedness prior, so relatedness-based methods
-run too), one random batch with some labels missing, and times complete steps (forward, task
-losses, ``method.losses``, ``zero_grad``, ``method.backward``, ``optimizer.step``) round-robin
-across methods, so drifts in machine load hit every method alike. Reports the median.
+run too), one random batch with some labels missing, and times complete steps of the training
+loop itself (:func:`benchmark.train.train_step`, fp32, one process) round-robin across methods,
+so drifts in machine load hit every method alike. Reports the median.
 
     python benchmarks/step_time.py --methods no_coupling mgda_ub gradnorm --backbone resnet18 \\
         --batch-size 32 --image-size 64 --steps 20
@@ -21,15 +21,18 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from benchmark.amp import MixedPrecision
 from benchmark.backbones import create_backbone, create_heads
 from benchmark.options import resolve
-from benchmark.tasks import Batch, Problem, TaskSpec, task_loss
-from methods import METHODS, LinkedRun, Method, MultiTaskModel, StepContext
+from benchmark.tasks import Batch, Problem, TaskSpec
+from benchmark.train import Trainer
+from benchmark.train import train_step as loop_step
+from methods import METHODS, LinkedRun, Method, MultiTaskModel
 
 
 def fake_problem(n_classes: int = 6, n_attributes: int = 8, seed: int = 0) -> Problem:
@@ -66,6 +69,7 @@ class Setup:
     model: MultiTaskModel
     optimizer: torch.optim.Optimizer
     steps: int = 0
+    cache: dict = field(default_factory=dict)  # the gradient engine's per-run findings
 
 
 def _method(name: str, problem: Problem, options: dict | None = None) -> Method:
@@ -99,14 +103,12 @@ def build_method(name: str, backbone: str, problem: Problem, lr: float = 1e-3, s
 
 
 def train_step(setup: Setup, batch: Batch, problem: Problem) -> None:
-    """One complete training step, as ``benchmark.train`` does it."""
-    out = setup.model(batch.inputs)
-    tasks = {t: task_loss(problem.task(t), out.logits[t], batch.targets[t], batch.masks[t]) for t in out.logits}
-    ctx = StepContext(setup.model, batch, out, problem, setup.steps, 0)
-    losses = setup.method.losses(tasks, ctx)
-    setup.optimizer.zero_grad(set_to_none=True)
-    setup.method.backward(losses, ctx)
-    setup.optimizer.step()
+    """One complete training step: the loop's own :func:`benchmark.train.train_step` (forward, task losses,
+    the method's losses, the finite check, backward or the gradient engine, gradient averaging, the step), fp32."""
+    device = next(setup.model.parameters()).device
+    trainer = Trainer(setup.model, setup.method, setup.optimizer, problem, device, MixedPrecision("fp32", device),
+                      gradient_cache=setup.cache)
+    loop_step(trainer, batch, setup.steps, 0)
     setup.steps += 1
 
 

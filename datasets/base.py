@@ -150,6 +150,10 @@ class Db(ABC):
     def split(self, split: Split, fold: int | None = None, image_size: int | None = None) -> TaskDataset:
         """One split at ``image_size`` (default: the preset's); ``fold`` selects the cross-validation fold."""
 
+    def verify(self, image_size: int | None = None, progress: bool = False) -> None:
+        """Check the db's data before anything trains (file-based dbs: annotations parse, every image decodes);
+        raise an error naming each broken file. In-memory dbs have nothing to check."""
+
     def priors(self) -> dict[str, np.ndarray]:
         """Built-in relatedness matrices p(attribute | class) by source (e.g. ``"domain"``); none by default."""
         return {}
@@ -176,5 +180,8 @@ class Db(ABC):
         """Reject a fold the db does not have, saying which exist."""
         if self.num_folds == 0 and fold is not None:
             raise ValueError(f"db {self.name!r} has fixed splits; drop --fold {fold}")
-        if self.num_folds and (fold is None or not 0 <= fold < self.num_folds):
+        if self.num_folds and fold is None:
             raise ValueError(f"db {self.name!r} is cross-validated: pass --fold 0..{self.num_folds - 1}")
+        if self.num_folds and not 0 <= fold < self.num_folds:
+            raise ValueError(f"--fold {fold}: db {self.name!r} is cross-validated with {self.num_folds} folds: "
+                             f"pass --fold 0..{self.num_folds - 1}")

@@ -79,6 +79,14 @@ class ImageCache:
             self._done[row] = 1  # written after the pixels: a flag never points at a half-written image
         return pixels
 
+    def missing_rows(self) -> list[int]:
+        """The rows the cache does not hold yet (every row when the cache folder is unusable); maps the cache."""
+        if not self._unusable and self._pixels is None:
+            self._open()
+        if self._done is None:
+            return list(range(len(self.source)))
+        return np.flatnonzero(np.asarray(self._done) == 0).tolist()
+
     def filled(self) -> int:
         """How many images the cache holds (0 before it is created)."""
         if not self.done_path.exists():

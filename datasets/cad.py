@@ -8,7 +8,7 @@ import scipy.io
 from benchmark.tasks import TaskSpec
 from datasets.base import DBS, Preset
 from datasets.filedb import ImageDb, Labels, attribute_labels, class_labels
-from datasets.files import stratified_parts
+from datasets.files import CorruptDataError, listing, stratified_parts
 
 RELEASE = "ClothingAttributeDataset"
 CATEGORIES = ("shirt", "sweater", "t-shirt", "outerwear", "suit", "tank_top", "dress")
@@ -24,12 +24,24 @@ REPETITIONS = 6
 
 
 def read_gt(path) -> np.ndarray:
-    """The ``GT`` vector of one ``<attribute>_GT.mat`` file, as float (NaN = no agreement among annotators)."""
+    """The ``GT`` vector of one ``<attribute>_GT.mat`` file, as float (NaN = no agreement among annotators).
+
+    A file that is no MATLAB file, lacks ``GT`` or holds anything but a numeric vector is a
+    :class:`CorruptDataError` naming it.
+    """
     try:
-        gt = scipy.io.loadmat(str(path))["GT"]
-    except KeyError:
-        raise ValueError(f"{path}: no variable 'GT' (each CAD label file holds GT, 1856 x 1)") from None
-    return np.asarray(gt, dtype=float).reshape(-1)
+        content = scipy.io.loadmat(str(path))
+    except Exception as exc:  # scipy raises ValueError, IndexError, MatReadError, ... on bytes that are no .mat
+        raise CorruptDataError(f"{path}: not a readable MATLAB .mat file ({type(exc).__name__}: {exc})") from exc
+    if "GT" not in content:
+        raise CorruptDataError(f"{path}: no variable 'GT' (each CAD label file holds GT, 1856 x 1)")
+    try:
+        gt = np.asarray(content["GT"], dtype=float)
+    except (TypeError, ValueError):
+        raise CorruptDataError(f"{path}: GT is not numeric (each CAD label file holds GT, 1856 x 1)") from None
+    if gt.ndim > 2 or (gt.ndim == 2 and min(gt.shape) > 1) or gt.size == 0:
+        raise CorruptDataError(f"{path}: GT is {' x '.join(map(str, gt.shape))}, expected a vector (1856 x 1)")
+    return gt.reshape(-1)
 
 
 def one_based(values: np.ndarray, n_values: int, path) -> np.ndarray:
@@ -86,7 +98,17 @@ class ClothingAttributes(ImageDb):
         root = self.root()
         self.require(root, [f"{RELEASE}/images", *(f"{RELEASE}/labels/{s}_GT.mat" for s in self.label_stems())])
         labels = root / RELEASE / "labels"
-        gts = {stem: read_gt(labels / f"{stem}_GT.mat") for stem in self.label_stems()}
+        gts, bad = {}, []
+        for stem in self.label_stems():  # every file read before failing, so the error lists each broken one
+            try:
+                gts[stem] = read_gt(labels / f"{stem}_GT.mat")
+            except CorruptDataError as exc:
+                bad.append(str(exc))
+        if bad:
+            head = f"db 'cad': {len(bad)} of {len(self.label_stems())} label files cannot be read"
+            raise CorruptDataError(listing(head if len(bad) > 1 else "db 'cad': a label file cannot be read", bad,
+                                           f"replace {'it' if len(bad) == 1 else 'them'} from the release "
+                                           f"({RELEASE}/labels/); nothing was trained"))
         lengths = {len(v) for v in gts.values()}
         if len(lengths) != 1:
             raise ValueError(f"{labels}: the GT vectors differ in length: "

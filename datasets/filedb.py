@@ -13,8 +13,8 @@ from torch import Tensor
 
 from datasets.base import SPLITS, Db, Split, TaskDataset
 from datasets.cache import ImageCache, cache_folder
-from datasets.files import locate_root, require
-from datasets.images import FITS, FileImageDataset, ImageSource
+from datasets.files import CorruptDataError, MissingDataError, locate_root, require
+from datasets.images import FITS, FileImageDataset, ImageSource, check_images, unreadable_images_error
 
 T = TypeVar("T")
 
@@ -89,8 +89,33 @@ class ImageDb(Db):
         return self._memo[key]
 
     def labels(self) -> Labels:
-        """Every image's labels, parsed once."""
-        return self.memo("labels", self.read_labels)
+        """Every image's labels, parsed once; annotations that do not parse are a :class:`CorruptDataError`."""
+        return self.memo("labels", self._parse_labels)
+
+    def _parse_labels(self) -> Labels:
+        try:
+            return self.read_labels()
+        except (MissingDataError, CorruptDataError):
+            raise
+        except Exception as exc:  # a parser's own error (pandas, scipy, numpy) may not say which db or folder
+            raise CorruptDataError(f"db {self.name!r}: its annotation files under {self.root()} do not parse: "
+                                   f"{type(exc).__name__}: {exc}") from exc
+
+    def verify(self, image_size: int | None = None, progress: bool = False) -> None:
+        """Check the db's files before anything trains: the annotations parse, every image they name exists and
+        decodes in full. Done once per db instance and size; with the decoded cache the check fills it, so it
+        costs what the first epoch would have, and images the cache already holds are not read again.
+        A broken file is a :class:`CorruptDataError` (a missing one :class:`MissingDataError`) naming it."""
+        size = image_size or self.preset().image_size
+        if ("verified", size) in self._memo:
+            return
+        labels = self.labels()
+        folder = cache_folder(self.cache_dir)
+        cache = None if folder is None else self.memo(("cache", size), lambda: ImageCache(labels.source, size, self.fit, folder))
+        bad = check_images(labels.source, size, self.fit, cache, progress=progress, label=f"db {self.name!r}")
+        if bad:
+            raise unreadable_images_error(self.name, labels.source, bad, self.env_var)
+        self._memo[("verified", size)] = True
 
     def read_labels(self) -> Labels:
         """Parse the annotation files and check the image files (subclasses)."""

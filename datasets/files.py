@@ -13,6 +13,24 @@ class MissingDataError(FileNotFoundError):
     """A db's data root or some of its files are missing; the message lists what was expected where."""
 
 
+class CorruptDataError(ValueError):
+    """Some of a db's files exist but cannot be read (an empty or truncated image, a label file that does
+    not parse or has the wrong shape); the message names each file and what is wrong with it."""
+
+
+#: How many offending files an error lists by name (the rest are counted).
+MAX_LISTED = 10
+
+
+def listing(head: str, items: Sequence[str], fix: str = "", limit: int = MAX_LISTED) -> str:
+    """``head: item; fix`` on one line for one item, else ``head:`` and up to ``limit`` items, one a line."""
+    if len(items) == 1:
+        return f"{head}: {items[0]}" + (f"; {fix}" if fix else "")
+    shown = "".join(f"\n  {item}" for item in items[:limit])
+    more = f"\n  ... and {len(items) - limit} more" if len(items) > limit else ""
+    return f"{head}:{shown}{more}" + (f"\n{fix[0].upper()}{fix[1:]}." if fix else "")
+
+
 def locate_root(db: str, data_root: str | None, env_var: str, expected: Sequence[str]) -> Path:
     """The data root: ``data_root``, else ``$env_var``; neither given is an error listing the layout.
 

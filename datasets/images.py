@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from datasets.base import TaskDataset
-from datasets.files import missing_files_error
+from datasets.files import CorruptDataError, listing, missing_files_error
 
 if TYPE_CHECKING:
     from datasets.cache import ImageCache
+
+log = logging.getLogger(__name__)
 
 #: How a (cropped) image becomes a square: ``stretch`` resizes it whole to S x S (the aspect ratio is
 #: not kept, nothing is lost); ``center_crop`` resizes its shorter side to S and cuts the centre square.
@@ -97,9 +102,65 @@ def decode(path: Path, box: Sequence[float] | None, size: int, fit: str) -> np.n
 
 
 def decode_row(source: ImageSource, row: int, size: int, fit: str) -> np.ndarray:
-    """Decode row ``row`` of ``source``."""
+    """Decode row ``row`` of ``source``; a file that does not decode is a :class:`CorruptDataError` naming it."""
     box = None if source.boxes is None else source.boxes[row]
-    return decode(source.root / source.files[row], box, size, fit)
+    path = source.root / source.files[row]
+    try:
+        return decode(path, box, size, fit)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # what PIL raises on bad files
+        raise CorruptDataError(f"{path}: {unreadable(path, exc)}") from exc
+
+
+def unreadable(path: Path, exc: BaseException) -> str:
+    """What is wrong with an image file that did not decode, in a few words."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+    except OSError:
+        return "missing or unreadable"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image file PIL can identify"
+    if "truncated" in str(exc):
+        return f"truncated image data ({exc})"
+    return f"does not decode ({type(exc).__name__}: {exc})"
+
+
+def check_images(source: ImageSource, size: int, fit: str, cache: ImageCache | None = None, *,
+                 progress: bool = False, label: str = "") -> list[str]:
+    """Decode every image of ``source`` in full (filling ``cache`` on the way); ``"path: what is wrong"`` for each
+    that fails, in row order (empty: every image decodes).
+
+    With a cache, images it already holds were decoded when they went in and are not read again; the
+    failing ones are never flagged, so the next check tries them again. Decoding runs on threads
+    (PIL releases the GIL while it decodes).
+    """
+    rows = list(range(len(source))) if cache is None else cache.missing_rows()
+    if not rows:
+        return []
+
+    def one(row: int) -> str | None:
+        try:
+            cache.get(row) if cache is not None else decode_row(source, row, size, fit)
+        except CorruptDataError as exc:
+            return str(exc)
+        return None
+
+    threads = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        results = list(tqdm(pool.map(one, rows), total=len(rows), desc=f"checking images{f' of {label}' if label else ''}",
+                            unit="img", disable=not progress, leave=False, dynamic_ncols=True))
+    bad = [r for r in results if r is not None]
+    log.info("decoded %d images of %s at %dpx: %d unreadable", len(rows), label or source.root, size, len(bad))
+    return bad
+
+
+def unreadable_images_error(db: str, source: ImageSource, bad: Sequence[str], env_var: str) -> CorruptDataError:
+    """The error for images that exist but do not decode (the first few named)."""
+    head = (f"db {db!r}: {len(bad)} of {len(source)} image files do not decode" if len(bad) > 1 else
+            f"db {db!r}: an image file does not decode")
+    fix = (f"replace {'it' if len(bad) == 1 else 'them'} from the release, or point --data-root (or {env_var}) at a "
+           f"complete copy; nothing was trained")
+    return CorruptDataError(listing(head, bad, fix))
 
 
 def to_tensor(pixels: np.ndarray) -> Tensor:

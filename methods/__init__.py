@@ -1,10 +1,12 @@
 """Multi-task strategies, one per module, each a subclass of :class:`methods.base.Method`."""
 
-from methods.base import METHODS, Dependency, LinkedRun, Method, ModelOutput, MultiTaskModel, StepContext
+from methods.base import (METHODS, Dependency, GradientRequest, LinkedRun, Method, ModelOutput, MultiTaskModel,
+                          StepContext, TaskGradients, Weighting)
 from methods import no_coupling, single_task  # noqa: F401  (registers the built-in methods)
 from methods import dm_only, dmsca, sca_only  # noqa: F401
 from methods import student_teacher  # noqa: F401
 from methods import gradnorm, mgda_ub  # noqa: F401
 from methods import adashare, task_routing  # noqa: F401
 
-__all__ = ["METHODS", "Dependency", "LinkedRun", "Method", "ModelOutput", "MultiTaskModel", "StepContext"]
+__all__ = ["METHODS", "Dependency", "GradientRequest", "LinkedRun", "Method", "ModelOutput", "MultiTaskModel",
+           "StepContext", "TaskGradients", "Weighting"]

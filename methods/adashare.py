@@ -68,6 +68,7 @@ class AdaShare(Method):
     """
 
     supported_backbones = ("resnet18", "resnet34", "resnet50")
+    builds_shared_representation = False  # a pass per task through its own blocks
 
     def __init__(self, *, phase: Literal["retrain", "search"] = "retrain", warmup_epochs: int = 1,
                  curriculum_speed: int = 3, temperature: float = 5.0, temperature_decay: float = 0.965,
@@ -148,18 +149,18 @@ class AdaShare(Method):
         out["sharing"] = self.sharing_weight * sharing_loss(model.policy_logits, self.sharing_depth_weights)
         return out
 
-    def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> Tensor:
+    def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> None:
         """In policy epochs: weights from their samples' task losses, logits from the rest (two partial backwards)."""
         model = ctx.model
         if not isinstance(model, SearchNet) or "sparsity" not in losses:
-            return super().backward(losses, ctx)
+            super().backward(losses, ctx)
+            return
         logits = model.policy_logits
         weights = [p for p in model.parameters() if p.requires_grad and p is not logits]
         weight_total = torch.stack([v for k, v in losses.items() if k in model.tasks]).sum()
         policy_total = torch.stack([v for k, v in losses.items() if k not in model.tasks]).sum()
         torch.autograd.backward(policy_total, inputs=[logits], retain_graph=True)
         torch.autograd.backward(weight_total, inputs=weights)
-        return (weight_total + policy_total).detach()
 
     def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
         if not isinstance(model, SearchNet):

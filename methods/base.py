@@ -2,7 +2,8 @@
 
 A strategy is a subclass of :class:`Method` that overrides only what it changes, so the
 no-coupling baseline is the base class unchanged and every other strategy reads as a diff.
-The training loop (``benchmark/train.py``) is the only caller of the hooks.
+The training loop (``benchmark/train.py``) calls the hooks of a run; ``build`` and ``attach`` are also
+called where linked runs are rebuilt (``benchmark/linked.py``) and by the ``bench`` command.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +38,10 @@ class MultiTaskModel(nn.Module):
         backbone: maps an image batch (B, 3, H, W) to features (B, D).
         heads: one module per task, mapping (B, D) to that task's logits.
     """
+
+    #: Whether one backbone pass gives every head the same z (hard sharing); per-task-path networks
+    #: (AdaShare, Task Routing) run a pass per task and have none to take gradients at.
+    has_shared_representation: ClassVar[bool] = True
 
     def __init__(self, backbone: nn.Module, heads: nn.ModuleDict) -> None:
         super().__init__()
@@ -80,6 +85,69 @@ class StepContext:
     attribute_loss: str = "per_image"  # the run's attribute-loss reduction (benchmark.config.ATTRIBUTE_LOSSES), likewise
 
 
+GradientTarget = Literal["representation", "shared_layer", "shared_parameters"]
+
+
+@dataclass(frozen=True)
+class GradientRequest:
+    """What a weighting method asks the training loop's gradient engine for (``benchmark/gradient_engine.py``).
+
+    Args:
+        wrt: the per-task gradients: ``representation`` (∂L_t/∂z at the shared representation the heads
+            read, the "upper bound" form of Sener & Koltun 2018, one backbone backward in all),
+            ``shared_layer`` (∂L_t/∂W of one shared layer, ``layer``), or ``shared_parameters`` (of
+            every shared parameter, flattened; one backbone backward per task).
+        batch_reduction: for ``representation``: g_t (B, D) as one B·D vector (``flatten``) or summed
+            over the batch first (``sum``).
+        head_gradient: for ``representation``: each head gets its own task's gradient (``own``) or
+            w_t times it (``weighted``, what back-propagating Σ w_t L_t gives). Other targets apply the
+            weights as Σ w_t L_t, so heads are weighted.
+        layer: for ``shared_layer``: the module name, or ``auto`` (the last shared conv/linear layer that ran).
+    """
+
+    wrt: GradientTarget = "representation"
+    batch_reduction: Literal["flatten", "sum"] = "flatten"
+    head_gradient: Literal["own", "weighted"] = "weighted"
+    layer: str = "auto"
+
+
+@dataclass(frozen=True)
+class TaskGradients:
+    """What the gradient engine hands :meth:`Method.weighting`: the tasks' gradients, true and global.
+
+    Gradients are unscaled (no mixed-precision loss scale) and of the global batch (every process
+    under ``torchrun`` sees the same values). Only tasks the global batch annotates are in ``tasks``;
+    the others (``absent``) get weight 0 without being asked.
+
+    Args:
+        tasks: the annotated tasks, in loss order; the weights returned are for these.
+        absent: the tasks without an annotated entry in this batch.
+        losses: (T,) float64 losses of ``tasks``, detached.
+        all_losses: every task's loss by name (absent ones too), float64 scalars.
+        gram: (T, T) float64 Gram matrix G_ij = <g_i, g_j> of the tasks' gradients.
+        vectors: (T, N) float64 gradients themselves (this process's share at z under ``torchrun``).
+        step, epoch: where training is.
+    """
+
+    tasks: list[str]
+    absent: list[str]
+    losses: Tensor
+    all_losses: dict[str, Tensor]
+    gram: Tensor
+    vectors: Tensor
+    step: int = 0
+    epoch: int = 0
+
+
+@dataclass(frozen=True)
+class Weighting:
+    """A weighting's answer: one weight per annotated task, and optionally a loss of the method's own
+    parameters (GradNorm's L_grad on its task weights), back-propagated by the engine like every loss."""
+
+    weights: Tensor
+    loss: Tensor | None = None
+
+
 class Method(nn.Module):
     """Hard sharing with summed task losses; subclass and override only the hooks you change.
 
@@ -94,6 +162,9 @@ class Method(nn.Module):
     #: Backbones the method is known to work with, the first being the one the contract tests
     #: use; empty means any (the built-in ``smallcnn`` included).
     supported_backbones: ClassVar[tuple[str, ...]] = ()
+    #: Whether :meth:`build` keeps one representation z that every head reads (hard sharing); False for
+    #: networks that run a backbone pass per task (AdaShare, Task Routing).
+    builds_shared_representation: ClassVar[bool] = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -139,11 +210,13 @@ class Method(nn.Module):
         """Add or reweight loss terms; default the task losses as they are."""
         return task_losses
 
-    def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> Tensor:
-        """Turn the loss terms into gradients; default backward of their sum. Returns the total."""
-        total = torch.stack(list(losses.values())).sum()
-        total.backward()
-        return total.detach()
+    def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> None:
+        """Turn the loss terms into gradients (left in ``.grad``); default backward of their sum.
+
+        A method that weighs per-task gradients overrides :meth:`gradient_request` and :meth:`weighting`
+        instead: the loop's gradient engine then does the backward.
+        """
+        torch.stack(list(losses.values())).sum().backward()
 
     def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
         """Optimizer parameter groups; default one group with every trainable parameter."""
@@ -151,6 +224,25 @@ class Method(nn.Module):
 
     def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
         """Per-epoch schedule changes (temperatures, phases); default nothing."""
+
+    # ----- gradient weighting (the loop's gradient engine calls it instead of backward) -----------
+    def gradient_request(self) -> GradientRequest | None:
+        """The per-task gradients :meth:`weighting` needs; None (default) means no weighting: :meth:`backward` runs."""
+        return None
+
+    def check_capabilities(self) -> None:
+        """Refuse, before anything is stored, what the gradient engine cannot serve: gradients at a shared
+        representation from a method whose network has none."""
+        request = self.gradient_request()
+        if request is not None and request.wrt == "representation" and not self.builds_shared_representation:
+            raise ValueError(f"method {self.name or type(self).__name__!r} weighs gradients at the shared "
+                             f"representation z, but its network runs a backbone pass per task and has no z; "
+                             f"ask for GradientRequest(wrt='shared_parameters') instead")
+
+    def weighting(self, gradients: TaskGradients) -> Weighting | Tensor:
+        """Task weights (one per ``gradients.tasks``) from the tasks' gradients; the loop applies them."""
+        raise NotImplementedError(f"{type(self).__name__} asks for gradients (gradient_request) but does not "
+                                  f"override weighting() to weigh them")
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from benchmark.tasks import Problem, all_reduce_mean
-from methods.base import METHODS, Method, MultiTaskModel, StepContext
-from methods.gradients import is_annotated, last_shared_layer
+from benchmark.tasks import Problem
+from methods.base import METHODS, GradientRequest, Method, MultiTaskModel, TaskGradients, Weighting
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +42,11 @@ class GradNorm(Method):
     The network trains on Σ_i w_i L_i. The weights w_i (initialised to 1) are parameters of this
     method with their own learning rate and are trained on L_grad (Eq. 2, see
     :func:`gradnorm_loss`), differentiated with respect to w only; after every optimizer step they
-    are renormalised to Σ_i w_i = T (Algorithm 1; applied at the start of the next backward and at
+    are renormalised to Σ_i w_i = T (Algorithm 1; applied at the start of the next weighting and at
     each epoch's end, before anything reads them). A task with no annotated entry in the batch is
     left out of that step's L_grad (its L_i = 0 would read as "trained infinitely fast") and its
-    weight gets no gradient, so Adam skips it; with fewer than two such tasks no weight moves. Under
-    ``torchrun`` the losses and the gradients of W are the global batch's; under fp16 mixed
-    precision the gradients of W are unscaled (``ctx.loss_scale``) before their norms are taken.
+    weight gets no gradient, so Adam skips it; with fewer than two such tasks no weight moves. The
+    training loop's gradient engine supplies ∇_W L_i (true and global) and applies the weights.
 
     Args:
         alpha: the asymmetry α (paper: 1.5 on NYUv2, 0.12 on its toy regression).
@@ -57,7 +55,7 @@ class GradNorm(Method):
             the paper's default) or ``first_epoch`` (the mean over the first epoch; the weights stay
             at 1 during that epoch, as in LibMTL).
         layer: module name of W in the model (e.g. ``backbone.layer4.1.conv2``); ``auto`` picks the
-            last shared conv/linear layer that ran (:func:`methods.gradients.last_shared_layer`).
+            last shared conv/linear layer that ran (:func:`benchmark.gradient_engine.last_shared_layer`).
         min_weight: floor on each w_i before renormalising (not in the paper), keeping weights positive.
     """
 
@@ -75,8 +73,6 @@ class GradNorm(Method):
         self.layer = layer
         self.min_weight = min_weight
         self.tasks: list[str] = []
-        self.last_weights: dict[str, float] = {}
-        self._layer_name: str | None = None if layer == "auto" else layer
 
     def build(self, backbone: nn.Module, heads: nn.ModuleDict, problem: Problem) -> MultiTaskModel:
         self.tasks = list(heads.keys())
@@ -102,29 +98,29 @@ class GradNorm(Method):
             for param, value in zip(self.weights, self.task_weights()):
                 param.copy_(value)
 
-    def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> Tensor:
-        missing = [t for t in self.tasks if t not in losses]
+    def gradient_request(self) -> GradientRequest:
+        """∇_W L_i for W the last shared layer (or ``layer``); the network then trains on Σ_i w_i L_i."""
+        return GradientRequest("shared_layer", layer=self.layer)
+
+    def weighting(self, gradients: TaskGradients) -> Weighting:
+        """The current w (renormalised) for the network, and L_grad (Eq. 2) for w itself."""
+        missing = [t for t in self.tasks if t not in gradients.all_losses]
         if missing:
             raise ValueError(f"gradnorm: no loss for tasks {missing}; it weights the losses of {self.tasks}")
         self.renormalize()
         weights = torch.stack(list(self.weights))  # (T,)
-        task_losses = torch.stack([losses[t] for t in self.tasks])  # (T,)
-        active = torch.tensor([is_annotated(ctx.batch, t) for t in self.tasks], device=weights.device)
-        global_losses = all_reduce_mean(task_losses.detach())  # L_i of the global batch (torchrun), for the ratios
-        self._record_initial_losses(global_losses, active, ctx.epoch)
+        active = torch.tensor([t in gradients.tasks for t in self.tasks], device=weights.device)
+        global_losses = torch.stack([gradients.all_losses[t] for t in self.tasks]).float().to(weights.device)
+        self._record_initial_losses(global_losses, active, gradients.epoch)
         update = torch.nonzero(active & self.initial_ready).flatten().tolist()
-        grad_norms = self._grad_norms(task_losses, update, ctx) if len(update) >= 2 else None
-        extras = [v for k, v in losses.items() if k not in self.tasks]
-        total = (weights.detach() * task_losses).sum() + (torch.stack(extras).sum() if extras else 0.0)
-        total.backward()
-        self.last_weights = dict(zip(self.tasks, weights.detach().tolist()))
-        if grad_norms is not None:
+        objective = None
+        if len(update) >= 2:
+            rows = [gradients.tasks.index(self.tasks[i]) for i in update]
+            grad_norms = torch.linalg.vector_norm(gradients.vectors[rows].float(), dim=1).to(weights.device)
             initial = self.initial_loss_sum[update] / self.initial_loss_count[update]
-            objective = gradnorm_loss(weights[update], grad_norms, global_losses[update], initial, self.alpha)
-            chosen = [self.weights[i] for i in update]
-            for param, grad in zip(chosen, torch.autograd.grad(objective, chosen)):
-                param.grad = grad * ctx.loss_scale  # scaled like every other gradient, for the grad scaler to unscale
-        return total.detach()
+            chosen = torch.stack([self.weights[i] for i in update])  # only these get a gradient (Adam skips the rest)
+            objective = gradnorm_loss(chosen, grad_norms, global_losses[update], initial, self.alpha)
+        return Weighting(weights.detach()[[self.tasks.index(t) for t in gradients.tasks]], objective)
 
     def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
         if self.initial_loss == "first_epoch" and epoch == 0:
@@ -140,24 +136,3 @@ class GradNorm(Method):
         self.initial_loss_count += pending.to(self.initial_loss_count.dtype)
         if self.initial_loss == "first_step" or epoch > 0:  # after epoch 0, a late task uses its first step
             self.initial_ready |= pending
-
-    def _grad_norms(self, task_losses: Tensor, tasks: list[int], ctx: StepContext) -> Tensor:
-        """‖∇_W L_i‖ for the listed tasks, W the last shared layer's weight (one partial backward each).
-
-        The true norms: gradients arrive multiplied by ``ctx.loss_scale`` under fp16 mixed precision;
-        under ``torchrun`` ∇_W L_i of the global batch is the mean of the processes' (their losses are shares).
-        """
-        weight = self._shared_weight(ctx)
-        grads = torch.stack([torch.autograd.grad(task_losses[i], weight, retain_graph=True)[0] for i in tasks])
-        grads = all_reduce_mean(grads.float() / ctx.loss_scale)  # (T, *W.shape)
-        return torch.linalg.vector_norm(grads.flatten(1), dim=1)
-
-    def _shared_weight(self, ctx: StepContext) -> nn.Parameter:
-        if self._layer_name is None:
-            self._layer_name = last_shared_layer(ctx.model, ctx.model.shared_parameters(), ctx.outputs.features)
-            log.info("gradnorm: W is the weight of %s", self._layer_name)
-        try:
-            return ctx.model.get_submodule(self._layer_name).weight
-        except AttributeError:
-            raise ValueError(f"gradnorm: layer={self._layer_name!r} is no module with a weight in the model; "
-                             f"use a name from model.named_modules() or layer=auto") from None

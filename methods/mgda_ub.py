@@ -9,9 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from benchmark.tasks import all_reduce_mean, world_size
-from methods.base import METHODS, Method, StepContext
-from methods.gradients import is_annotated
+from methods.base import METHODS, GradientRequest, Method, TaskGradients
 from methods.min_norm import SOLVERS, MinNormSolution, solve
 
 log = logging.getLogger(__name__)
@@ -25,14 +23,12 @@ HEAD_GRADIENTS: tuple[str, ...] = ("own", "scaled")
 class MgdaUB(Method):
     """MGDA-UB: the shared backbone follows the min-norm convex combination of the task gradients (Sener & Koltun, NeurIPS 2018).
 
-    Per step, each annotated task's gradient g_t = ∂L_t/∂z on the shared representation z is
-    taken through its head only; α = argmin over the simplex of ‖Σ_t α_t g_t‖² (Eq. 3, the
-    upper-bound surrogate of Sec. 3.3); then one backward through the backbone from z with
-    Σ_t α_t g_t. Each head gets its own task's gradient (Algorithm 2, task-specific update). A task
-    with no annotated entry in the batch gets α_t = 0 for that step. ``last_weights`` holds the
-    latest α by task, ``last_solution`` the solver's report. Under ``torchrun`` the Gram matrix and
-    the losses are the global batch's (every process solves the same problem); under fp16 mixed
-    precision the gradients are unscaled (``ctx.loss_scale``) before the solver sees them.
+    Per step, α = argmin over the simplex of ‖Σ_t α_t g_t‖² for the annotated tasks' gradients
+    g_t = ∂L_t/∂z on the shared representation z (Eq. 3, the upper-bound surrogate of Sec. 3.3): a
+    min-norm solve on their Gram matrix. The training loop's gradient engine takes g_t through each
+    head, hands their Gram matrix here, sends Σ_t α_t g_t back through the backbone from z and gives
+    each head its own task's gradient (Algorithm 2, task-specific update); a task with no annotated
+    entry in the batch gets α_t = 0. ``last_solution`` holds the solver's latest report.
 
     Args:
         normalization: divide g_t by n_t before solving (the authors' code, not in the paper):
@@ -73,90 +69,31 @@ class MgdaUB(Method):
         self.away_steps = away_steps
         self.scale_by_normalizer = scale_by_normalizer
         self.head_gradient = head_gradient
-        self.last_weights: dict[str, float] = {}
         self.last_solution: MinNormSolution | None = None
 
-    def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> Tensor:
-        z = ctx.outputs.features
-        tasks = [t for t in losses if t in ctx.model.heads]
-        extras = [value for name, value in losses.items() if name not in ctx.model.heads]  # e.g. a subclass's regulariser
-        active = [t for t in tasks if is_annotated(ctx.batch, t)]
-        z_grads, head_grads = self._per_task_gradients(losses, tasks, ctx)
-        # α from the true gradients: under fp16 mixed precision they arrive multiplied by the loss scale
-        unscaled = [None if z_grads[t] is None else z_grads[t].double() / ctx.loss_scale for t in active]
-        alpha, scale = self.task_weights(active, [losses[t] for t in active], unscaled)
-        self.last_weights = {t: float(alpha.get(t, 0.0)) for t in tasks}
-        combined = torch.zeros_like(z)  # Σ_t α_t g_t (/ n_t), what the backbone receives at z
-        for task in active:
-            if z_grads[task] is not None:
-                combined = combined + (alpha[task] * scale[task]) * z_grads[task]
-        roots, seeds = [z], [combined]
-        if extras:  # terms other than task losses keep weight 1
-            roots.append(torch.stack(extras).sum())
-            seeds.append(torch.ones_like(roots[-1]))
-        torch.autograd.backward(roots, seeds)
-        for task in tasks:
-            factor = 1.0 if self.head_gradient == "own" else self.last_weights[task]
-            for param, grad in head_grads[task]:
-                if grad is not None:
-                    param.grad = factor * grad if param.grad is None else param.grad + factor * grad
-        total = sum(self.last_weights[t] * losses[t].detach() for t in tasks)
-        return total + (roots[1].detach() if extras else 0.0)
+    def gradient_request(self) -> GradientRequest:
+        """g_t = ∂L_t/∂z, reduced over the batch as ``batch_reduction`` says; heads per ``head_gradient``."""
+        return GradientRequest("representation", self.batch_reduction,
+                               "own" if self.head_gradient == "own" else "weighted")
 
-    @staticmethod
-    def _per_task_gradients(losses: dict[str, Tensor], tasks: list[str], ctx: StepContext
-                            ) -> tuple[dict[str, Tensor | None], dict[str, list[tuple[Tensor, Tensor | None]]]]:
-        """Per task, ∂L_t/∂z and (parameter, gradient) of its head: a backward through the head only."""
-        z_grads, head_grads = {}, {}
-        for task in tasks:
-            params = [p for p in ctx.model.task_parameters(task) if p.requires_grad]
-            grads = torch.autograd.grad(losses[task], [ctx.outputs.features, *params], retain_graph=True,
-                                        allow_unused=True)
-            z_grads[task], head_grads[task] = grads[0], list(zip(params, grads[1:]))
-        return z_grads, head_grads
-
-    def task_weights(self, tasks: list[str], losses: list[Tensor],
-                     z_grads: list[Tensor | None]) -> tuple[dict[str, float], dict[str, float]]:
-        """α by task (the min-norm weights of the normalised gradients) and each task's 1/n_t factor."""
-        if not tasks:
-            return {}, {}
-        vectors = torch.stack([self._as_vector(g, z_grads) for g in z_grads]).double()  # (T, N)
-        gram = self._global_gram(vectors)
+    def weighting(self, gradients: TaskGradients) -> Tensor:
+        """α_t (times 1/n_t with ``scale_by_normalizer``): the min-norm point of the (normalised) gradients."""
+        if not gradients.tasks:
+            return torch.zeros(0, dtype=torch.float64)
+        gram = gradients.gram.cpu().numpy()
+        count = len(gradients.tasks)
         if not np.isfinite(gram).all():  # overflowed fp16 gradients: the grad scaler skips this step
             log.debug("mgda_ub: non-finite task gradients; equal weights for this (skipped) step")
-            return {t: 1.0 / len(tasks) for t in tasks}, {t: 1.0 for t in tasks}
-        values = all_reduce_mean(torch.stack([loss.detach() for loss in losses]))  # the global batch's losses
-        norms = self._normalizers(gram, list(values))
+            return torch.full((count,), 1.0 / count, dtype=torch.float64)
+        norms = self.normalizers(gram, gradients.losses.cpu().numpy())
         solution = solve(gram / np.outer(norms, norms), self.solver, max_iter=self.max_iter, tol=self.tol,
                          away_steps=self.away_steps)
         self.last_solution = solution
         scale = 1.0 / norms if self.scale_by_normalizer else np.ones_like(norms)
-        return ({t: float(a) for t, a in zip(tasks, solution.weights)},
-                {t: float(s) for t, s in zip(tasks, scale)})
+        return torch.as_tensor(np.asarray(solution.weights, dtype=np.float64) * scale)
 
-    def _global_gram(self, vectors: Tensor) -> np.ndarray:
-        """G = V Vᵀ (T, T) of the task gradients over the global batch (every process under ``torchrun``).
-
-        A process's loss is its share of the global loss (``benchmark.tasks.as_global_mean``), so the
-        global gradient on its samples is its own divided by K: flattened, the processes' blocks are
-        disjoint and G = Σ_r G_r / K²; summed over the batch, the sums add up first.
-        """
-        if self.batch_reduction == "sum":
-            vectors = all_reduce_mean(vectors)
-        gram = vectors @ vectors.T  # (T, N) @ (N, T) -> (T, T)
-        if self.batch_reduction == "flatten" and world_size() > 1:
-            gram = all_reduce_mean(gram) / world_size()
-        return gram.cpu().numpy()
-
-    def _as_vector(self, grad: Tensor | None, all_grads: list[Tensor | None]) -> Tensor:
-        """g_t (B, D) as one vector: flattened over batch × features, or summed over the batch first."""
-        if grad is None:  # the loss does not reach z: a zero gradient
-            grad = torch.zeros_like(next(g for g in all_grads if g is not None))
-        return grad.flatten() if self.batch_reduction == "flatten" else grad.sum(0).flatten()
-
-    def _normalizers(self, gram: np.ndarray, losses: list[Tensor]) -> np.ndarray:
+    def normalizers(self, gram: np.ndarray, losses: np.ndarray) -> np.ndarray:
         """n_t for each task: 1, ‖g_t‖, L_t or L_t·‖g_t‖, kept away from 0."""
         norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
-        values = np.array([float(loss.detach()) for loss in losses])
-        factor = {"none": np.ones_like(norms), "l2": norms, "loss": values, "loss+": values * norms}[self.normalization]
+        factor = {"none": np.ones_like(norms), "l2": norms, "loss": losses, "loss+": losses * norms}[self.normalization]
         return np.maximum(factor, np.finfo(np.float64).tiny ** 0.5)

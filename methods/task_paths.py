@@ -36,6 +36,8 @@ class TaskPathModel(MultiTaskModel):
     in eval mode and :meth:`training_tasks` in training mode.
     """
 
+    has_shared_representation = False  # a pass per task: no z every head reads
+
     def route(self, task_index: int) -> None:
         """Set the backbone up for a pass of task ``task_index`` (its index in :attr:`tasks`)."""
         raise NotImplementedError

@@ -115,6 +115,8 @@ class TaskRouting(Method):
             ``round_robin`` (tasks in turn).
     """
 
+    builds_shared_representation = False  # a masked backbone pass per task
+
     def __init__(self, *, sigma: float = 0.5, mask_seed: int | None = None,
                  task_choice: Literal["random", "round_robin"] = "random") -> None:
         super().__init__()

@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from reports.compare import Block, relative_differences, variant_label, where
 from reports.stats import spread
@@ -113,6 +114,8 @@ def training_curves_plot(runs: Sequence[RunRecord], labels: Sequence[str] | None
         axes[1][j].set(xlabel="epoch", ylabel=f"training loss ({task})")
     axes[0][-1].set(title="model selection", xlabel="epoch", ylabel="validation score (mean of primaries)")
     axes[1][-1].set(xlabel="epoch", ylabel="other loss terms")
+    for ax in axes.flat:  # epochs are whole numbers: no tick at 0.5
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if not axes[1][-1].lines:
         axes[1][-1].text(0.5, 0.5, "no loss terms\nbesides the tasks'", transform=axes[1][-1].transAxes,
                          ha="center", va="center", fontsize=8)
@@ -159,7 +162,9 @@ def relatedness_figure(matrix: np.ndarray, classes: Sequence[str], attributes: S
     return save(relatedness_plot(matrix, classes, attributes, title), stem)
 
 
-MAX_INCHES, MAX_TICKS = 40.0, 60  # heat-map size cap; more labels than this are left off
+#: Heat-map size caps (inches; at 150 dpi at most 2100 x 1500 pixels) and the most labels drawn on an axis.
+MAX_WIDTH, MAX_HEIGHT, MAX_TICKS = 14.0, 10.0, 60
+COLORBAR_INCHES = 0.15  # a slim colour bar, however wide the map
 
 
 def relatedness_plot(matrix: np.ndarray, classes: Sequence[str], attributes: Sequence[str], title: str = "") -> Figure:
@@ -169,10 +174,13 @@ def relatedness_plot(matrix: np.ndarray, classes: Sequence[str], attributes: Seq
         raise ValueError(f"relatedness matrix {matrix.shape} does not match {len(classes)} classes x "
                          f"{len(attributes)} attributes")
     # capped so CelebA's 10,177 identities give a drawable figure; labels only where they can be read
-    fig = Figure(figsize=(min(1.2 + 0.45 * len(attributes), MAX_INCHES), min(1.0 + 0.4 * len(classes), MAX_INCHES)))
+    fig = Figure(figsize=(min(max(4.0, 1.2 + 0.45 * len(attributes)), MAX_WIDTH),
+                          min(max(3.0, 1.0 + 0.4 * len(classes)), MAX_HEIGHT)))
     ax = fig.add_subplot()
-    image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-    fig.colorbar(image, ax=ax, label="p(attribute | class)")
+    image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto", interpolation="nearest")
+    axes_inches = fig.get_figwidth() * (fig.subplotpars.right - fig.subplotpars.left)
+    bar = ax.inset_axes((1.02, 0.0, COLORBAR_INCHES / axes_inches, 1.0))  # its own slot: the map keeps its width
+    fig.colorbar(image, cax=bar, label="p(attribute | class)")
     if len(attributes) <= MAX_TICKS:
         ax.set_xticks(np.arange(len(attributes)), attributes, rotation=60, ha="right", fontsize=8)
     if len(classes) <= MAX_TICKS:

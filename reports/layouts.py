@@ -117,7 +117,7 @@ def _by_db_table(name: str, title: str, lead: list[str], lead_rows: list[tuple[l
     for texts, row in lead_rows:
         cells = [Cell(t) for t in texts]
         cells += [Cell(stats=(_value(row, b, c, options),)) for b in blocks for c in _primary(b)]
-        rows.append(Row(cells, section=texts[0] if len(texts) > 1 else ""))
+        rows.append(Row(cells, section=texts[0] if len(texts) > 1 else "", method=row.method))
     return Table(name, title, columns, rows, groups, legend(_cv(blocks), options, delta=False),
                  spread=options.spread, alpha=options.alpha)
 
@@ -178,7 +178,7 @@ def table4(blocks: list[Block], options: ReportOptions) -> Table:
             for r in expand(spec, variants):
                 cells = [Cell(block.db), Cell(block.label), Cell(r.label)]
                 cells += [Cell(stats=(_value(r, block, c, options),)) for c in role_columns]
-                rows.append(Row(cells, section=f"{block.db}, {block.label}"))
+                rows.append(Row(cells, section=f"{block.db}, {block.label}", method=r.method))
     names = "; ".join(f"{role}: {', '.join(ms)}" for role, ms in TASK_ROLES.items())
     return Table("table4", "Single-task, multi-task without and with coupling per db and backbone (Table 4 layout)",
                  columns, rows, groups, legend(_cv(blocks), options, delta=False) + [f"Metrics: {names}."],
@@ -202,7 +202,7 @@ def table5(blocks: list[Block], options: ReportOptions) -> Table:
         for b in blocks:
             cells.append(Cell(stats=tuple(_value(r, b, _role_column(b, role, TABLE5_METRIC[role]), options)
                                           for role in TASK_ROLES)))
-        table_rows.append(Row(cells))
+        table_rows.append(Row(cells, method=r.method))
     shown = dict.fromkeys(f"{c.task} {c.metric}" for b in blocks for role in TASK_ROLES
                           if (c := _role_column(b, role, TABLE5_METRIC[role])) is not None)
     text = f"Cells read classes–attributes accuracy, as the paper's Table 5 ({', '.join(shown)})."

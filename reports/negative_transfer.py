@@ -37,7 +37,7 @@ def negative_transfer(block: Block, options: ReportOptions) -> Table:
         variants = part.variants()
         for variant in variants:
             cells = _cells(part, variant, options, shown_options(variant.method, variants))
-            rows.append(Row(cells[:2] + run + cells[2:], section=run[0].text if run else ""))
+            rows.append(Row(cells[:2] + run + cells[2:], section=run[0].text if run else "", method=variant.method))
     if options.per_run:
         headers.insert(2, "run")
     return Table(f"negative_transfer_{block.db}", f"Negative transfer on {block.db} ({block.label})", headers,

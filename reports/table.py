@@ -25,10 +25,15 @@ class Cell:
 
 @dataclass
 class Row:
-    """One row; rows of one ``section`` sit together and a rule separates sections."""
+    """One row; rows of one ``section`` sit together and a rule separates sections.
+
+    ``method`` is the registry name of the method the row stands for ("" for none): the HTML page
+    filters rows by it; the text formats do not show it.
+    """
 
     cells: list[Cell]
     section: str = ""
+    method: str = ""
 
 
 @dataclass

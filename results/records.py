@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -67,6 +68,11 @@ class RunRecord:
         parts = [self.wall_time_s] + [link.get("wall_time_s") for link in self.links.values()]
         return None if any(p is None for p in parts) else float(sum(parts))  # type: ignore[arg-type]
 
+    @property
+    def cause(self) -> str | None:
+        """The one-line cause of a failure (:func:`error_cause` of ``error``); None when there is no error."""
+        return None if self.error is None else error_cause(self.error)
+
     def metric_values(self, split: str = "test") -> dict[tuple[str, str], float]:
         """``{(task, metric): value}`` on ``split``."""
         return {(m.task, m.metric): m.value for m in self.metrics if m.split == split}
@@ -79,3 +85,28 @@ class RunRecord:
         data = dict(data)
         data["metrics"] = [Metric(**m) for m in data.get("metrics", [])]
         return cls(**data)
+
+
+#: How long a one-line cause may get before it is cut (with "...").
+CAUSE_CHARS = 160
+#: A line of a formatted traceback that names an exception: ``OSError: ...``, ``datasets.files.CorruptDataError: ...``.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)(:|$)")
+
+
+def error_cause(error: str, limit: int | None = CAUSE_CHARS) -> str:
+    """The one line that says why a run failed, out of its stored error (the cause, a blank line, the traceback).
+
+    The cause is the error's first line, except for an error re-raised from a DataLoader worker, whose
+    first line only says where it was caught: then it is the worker's last exception line. ``limit``
+    cuts a longer line (with "..."); None keeps it whole.
+    """
+    paragraphs = error.strip().split("\n\n")
+    cause = paragraphs[0].splitlines()[0].rstrip() if paragraphs[0] else ""
+    if "DataLoader worker process" in cause:  # torch: "X: Caught X in DataLoader worker process 0. Original Traceback"
+        message, i = [paragraphs[0]], 1  # the worker's traceback, with any chained exceptions it shows
+        while i + 1 < len(paragraphs) and paragraphs[i].startswith(("The above exception", "During handling")):
+            message, i = message + paragraphs[i:i + 2], i + 2
+        found = [line for part in message for line in part.splitlines()
+                 if _EXCEPTION_LINE.match(line) and "DataLoader worker process" not in line]
+        cause = found[-1].rstrip() if found else cause
+    return cause if limit is None or len(cause) <= limit else cause[: limit - 3] + "..."

@@ -70,15 +70,20 @@ class ResultsStore:
     Args:
         path: the database file; created with its folder if missing.
         timeout: seconds a writer waits for another writer's lock before failing.
+        create: False for a command that only reads: a missing file is then a :class:`StoreError`, and
+            nothing is created or written (no folder, no file, no schema).
     """
 
-    def __init__(self, path: str | Path, timeout: float = 60.0) -> None:
+    def __init__(self, path: str | Path, timeout: float = 60.0, *, create: bool = True) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not create and not self.path.is_file():
+            raise StoreError(f"no results store at {self.path}{missing_store_hint(self.path)}")
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
         try:
-            found = self._initialise(timeout)
+            found = self._initialise(timeout) if create else self._schema_version()
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise StoreError(f"{self.path} is not a usable mtlbench store ({exc}); pass another --workdir") from exc
@@ -107,6 +112,16 @@ class ResultsStore:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+    def _schema_version(self) -> int:
+        """The file's schema version, read without writing anything."""
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.OperationalError as exc:  # no meta table: some other SQLite file
+            raise sqlite3.DatabaseError(f"no mtlbench schema ({exc})") from exc
+        if row is None:
+            raise sqlite3.DatabaseError("no schema version")
+        return int(row[0])
 
     def close(self) -> None:
         self._conn.close()
@@ -246,6 +261,17 @@ class ResultsStore:
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"a record breaks the store's schema ({exc}); nothing was imported") from exc
         return written, len(records) - written
+
+
+def missing_store_hint(path: Path) -> str:
+    """What to do about a store that is not there: the folders nearby that hold one, or how one is made."""
+    parent, here = path.parent, Path.cwd()
+    near = sorted({p.parent.resolve() for base in (here, parent.parent) if base.is_dir()
+                   for p in base.glob(f"*/{path.name}")} - {parent.resolve()})
+    shown = [str(p.relative_to(here)) if p.is_relative_to(here) else str(p) for p in near[:5]]
+    if shown:
+        return f"; stores found nearby: {', '.join(shown)} (pass one with --workdir)"
+    return f" (--workdir {parent} holds none); 'run' or 'sweep' with --workdir {parent} creates one"
 
 
 def read_jsonl(lines: Iterable[str], source: str = "") -> list[RunRecord]:

@@ -13,6 +13,9 @@ import pytest
 
 PLUGIN_DIR = Path(__file__).parent / "plugin_example"
 sys.path.insert(0, str(PLUGIN_DIR))
+#: The gradient-method plugin example of docs/plugins.md, installed the same way.
+GRADIENT_PLUGIN_DIR = Path(__file__).resolve().parent.parent / "docs" / "examples"
+sys.path.insert(0, str(GRADIENT_PLUGIN_DIR))
 
 REPO = Path(__file__).resolve().parent.parent
 

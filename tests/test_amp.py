@@ -17,6 +17,7 @@ from datasets.synthetic import SyntheticDb
 from methods import METHODS
 from results import ResultsStore
 from tests.conftest import TINY_DB, tiny_config
+from tests.methods.tiny_mtl import representation_gradients
 
 CPU = torch.device("cpu")
 #: (method, options): MGDA-UB's l2 normaliser scaling the backbone's gradient is where an unscaled
@@ -84,8 +85,8 @@ def test_mgda_ub_gives_equal_weights_for_non_finite_gradients():
     """An overflowed fp16 step reaches MGDA-UB's solver as inf; it weighs the tasks equally (the step is skipped)."""
     method = METHODS.get("mgda_ub")()
     grads = [torch.full((4, 3), float("inf")), torch.ones(4, 3)]
-    weights, scale = method.task_weights(["a", "b"], [torch.tensor(1.0), torch.tensor(2.0)], grads)
-    assert weights == {"a": 0.5, "b": 0.5} and scale == {"a": 1.0, "b": 1.0}
+    weights = method.weighting(representation_gradients(grads, [1.0, 2.0]))
+    assert weights.tolist() == [0.5, 0.5]
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

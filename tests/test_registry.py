@@ -49,11 +49,13 @@ def test_entry_point_plugins_are_listed_without_import_and_loaded_on_lookup():
     sys.modules.pop("mtlbench_example_plugin", None)
     reg = Registry("method", "mtlbench.methods")
     assert "fixed_weights" in reg.names()
+    entry = next(e for e in reg.entries() if e.name == "fixed_weights")  # what 'ls methods' shows
     assert "mtlbench_example_plugin" not in sys.modules, "listing must not import the plugin"
+    assert entry.source == "plugin:mtlbench-example-plugin" and "loaded on first use" in entry.description
     cls = reg.get("fixed_weights")
     assert cls.__name__ == "FixedWeights" and cls.name == "fixed_weights"
     entry = next(e for e in reg.entries() if e.name == "fixed_weights")
-    assert entry.source == "plugin:mtlbench-example-plugin"
+    assert entry.source == "plugin:mtlbench-example-plugin" and entry.description.startswith("Multi-task hard sharing")
 
 
 def test_methods_and_dbs_registries_have_the_builtins():

@@ -84,7 +84,7 @@ def test_a_failed_run_is_stored_its_dependants_wait_and_the_rest_goes_on(tmp_pat
     out = capsys.readouterr().out
     assert "2 completed, 1 failed, 1 not started" in out and "FAILED" in out and "NOT RUN" in out
     store = ResultsStore(tmp_path / "w" / "results.sqlite")
-    status = {(r.method, r.method_options.get("task")): (r.status, r.error) for r in store.runs()}
+    status = {(r.method, r.method_options.get("task")): (r.status, r.cause) for r in store.runs()}  # the traceback follows
     assert status[("single_task", "classes")] == (
         "failed", "FloatingPointError: loss 'classes' is nan at epoch 0, step 0")
     assert status[("no_coupling", None)][0] == "completed" and ("student_teacher", None) not in status

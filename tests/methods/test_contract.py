@@ -41,7 +41,7 @@ def _trained(name: str, db, seed: int = 0):
 
 
 def test_registry_holds_the_builtins_and_the_example_plugin():
-    assert {"no_coupling", "single_task", "fixed_weights"} <= set(ALL_METHODS)
+    assert {"no_coupling", "single_task", "fixed_weights", "equal_gradient_norms"} <= set(ALL_METHODS)
 
 
 @pytest.mark.parametrize("name", ALL_METHODS)

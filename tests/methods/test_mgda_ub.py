@@ -8,7 +8,8 @@ import torch
 
 from methods.mgda_ub import MgdaUB
 from methods.min_norm import cvxpy_qp
-from tests.methods.tiny_mtl import forward, shared_grads_of, tiny_batch, tiny_model, tiny_problem
+from tests.methods.tiny_mtl import (forward, representation_gradients, shared_grads_of, tiny_batch, tiny_model,
+                                    tiny_problem, weighted_step)
 
 
 def _z_gradients(losses, ctx, tasks):
@@ -44,8 +45,8 @@ def test_backbone_gets_the_min_norm_combination_and_heads_their_own_gradient(n_t
     per_task = [shared_grads_of(losses[t], model) for t in tasks]
     heads = {t: [g.clone() for g in torch.autograd.grad(losses[t], list(model.task_parameters(t)), retain_graph=True)]
              for t in tasks}
-    method.backward(losses, ctx)
-    np.testing.assert_allclose([method.last_weights[t] for t in tasks], alpha, atol=1e-5)
+    weights = weighted_step(method, losses, ctx)
+    np.testing.assert_allclose([weights[t] for t in tasks], alpha, atol=1e-5)
     for i, param in enumerate(model.shared_parameters()):
         expected = sum(float(a) * grads[i] for a, grads in zip(alpha, per_task))
         torch.testing.assert_close(param.grad, expected, atol=1e-5, rtol=1e-4)
@@ -58,17 +59,16 @@ def test_scaled_head_gradient_is_the_authors_code():
     method = MgdaUB(head_gradient="scaled")
     problem, model, losses, ctx = _step(method)
     heads = {t: torch.autograd.grad(losses[t], model.heads[t].weight, retain_graph=True)[0] for t in problem.task_names}
-    method.backward(losses, ctx)
+    weights = weighted_step(method, losses, ctx)
     for t in problem.task_names:
-        torch.testing.assert_close(model.heads[t].weight.grad, method.last_weights[t] * heads[t])
+        torch.testing.assert_close(model.heads[t].weight.grad, weights[t] * heads[t])
 
 
 def test_a_task_without_annotations_gets_weight_zero():
     method = MgdaUB()
     problem, model, losses, ctx = _step(method, unannotated=("classes",))
     only = shared_grads_of(losses["att0"], model)
-    method.backward(losses, ctx)
-    assert method.last_weights == {"classes": 0.0, "att0": 1.0}
+    assert weighted_step(method, losses, ctx) == {"classes": 0.0, "att0": 1.0}
     for param, grad in zip(model.shared_parameters(), only):
         torch.testing.assert_close(param.grad, grad)
 
@@ -81,8 +81,8 @@ def test_normalisation_and_batch_reduction_match_their_definitions(normalization
     tasks = problem.task_names
     values = np.array([float(losses[t].detach()) for t in tasks])
     alpha, _ = _expected_alpha(_z_gradients(losses, ctx, tasks), values, normalization, reduction)
-    method.backward(losses, ctx)
-    np.testing.assert_allclose([method.last_weights[t] for t in tasks], alpha, atol=1e-5)
+    weights = weighted_step(method, losses, ctx)
+    np.testing.assert_allclose([weights[t] for t in tasks], alpha, atol=1e-5)
 
 
 def test_l2_normalisation_splits_two_tasks_evenly_and_is_invariant_to_loss_scale():
@@ -93,8 +93,7 @@ def test_l2_normalisation_splits_two_tasks_evenly_and_is_invariant_to_loss_scale
             method = MgdaUB(normalization=normalization)
             problem, model, losses, ctx = _step(method, seed=2)
             losses = {t: (scale * v if t == "classes" else v) for t, v in losses.items()}
-            method.backward(losses, ctx)
-            weights.append(method.last_weights["classes"])
+            weights.append(weighted_step(method, losses, ctx)["classes"])
         if normalization == "l2":
             assert weights == pytest.approx([0.5, 0.5], abs=1e-9)
         assert (weights[0] == pytest.approx(weights[1], abs=1e-6)) is invariant, (normalization, weights)
@@ -104,11 +103,10 @@ def test_sum_over_the_batch_sees_cancelling_per_sample_gradients_as_zero():
     method = MgdaUB(batch_reduction="sum")
     cancelling = torch.tensor([[1.0, 2.0], [-1.0, -2.0]])  # sums to 0 over the batch: the min-norm point
     other = torch.tensor([[0.5, 0.0], [0.0, 0.5]])
-    values = [torch.tensor(1.0), torch.tensor(1.0)]
-    alpha, _ = method.task_weights(["a", "b"], values, [cancelling, other])
-    assert alpha == {"a": 1.0, "b": 0.0}
-    flat, _ = MgdaUB().task_weights(["a", "b"], values, [cancelling, other])
-    assert 0.0 < flat["a"] < 1.0  # flattened, the same gradients are far from zero
+    alpha = method.weighting(representation_gradients([cancelling, other], [1.0, 1.0], "sum"))
+    assert alpha.tolist() == [1.0, 0.0]
+    flat = MgdaUB().weighting(representation_gradients([cancelling, other], [1.0, 1.0], "flatten"))
+    assert 0.0 < float(flat[0]) < 1.0  # flattened, the same gradients are far from zero
 
 
 def test_scale_by_normalizer_feeds_the_normalised_gradients_to_the_backbone():
@@ -118,8 +116,9 @@ def test_scale_by_normalizer_feeds_the_normalised_gradients_to_the_backbone():
     grads = _z_gradients(losses, ctx, tasks)
     norms = [float(g.norm()) for g in grads]
     per_task = [shared_grads_of(losses[t], model) for t in tasks]
-    method.backward(losses, ctx)
-    alpha = [method.last_weights[t] for t in tasks]
+    weights = weighted_step(method, losses, ctx)  # the applied weights: α_t / n_t
+    alpha = [weights[t] * n for t, n in zip(tasks, norms)]
+    assert sum(alpha) == pytest.approx(1.0, abs=1e-6) and min(alpha) >= 0  # α on the simplex
     for i, param in enumerate(model.shared_parameters()):
         expected = sum(a / n * grads_t[i] for a, n, grads_t in zip(alpha, norms, per_task))
         torch.testing.assert_close(param.grad, expected, atol=1e-5, rtol=1e-4)
@@ -130,8 +129,8 @@ def test_solvers_agree_inside_the_method_and_bad_options_are_named():
     for solver in ("auto", "frank_wolfe", "cvxpy"):
         method = MgdaUB(solver=solver)
         problem, model, losses, ctx = _step(method, n_tasks=4, seed=4)
-        method.backward(losses, ctx)
-        answers.append([method.last_weights[t] for t in problem.task_names])
+        weights = weighted_step(method, losses, ctx)
+        answers.append([weights[t] for t in problem.task_names])
         assert method.last_solution is not None and method.last_solution.converged
     np.testing.assert_allclose(answers[0], answers[2], atol=1e-6)
     np.testing.assert_allclose(answers[1], answers[2], atol=1e-6)
@@ -154,8 +153,8 @@ def test_terms_that_are_no_tasks_loss_keep_weight_one():
     tasks = problem.task_names
     per_task = [shared_grads_of(losses[t], model) for t in tasks]
     reg = shared_grads_of(losses["reg"], model)
-    method.backward(losses, ctx)
-    alpha = [method.last_weights[t] for t in tasks]
+    weights = weighted_step(method, losses, ctx)
+    alpha = [weights[t] for t in tasks]
     for i, param in enumerate(model.shared_parameters()):
         expected = sum(a * grads[i] for a, grads in zip(alpha, per_task)) + reg[i]
         torch.testing.assert_close(param.grad, expected, atol=1e-5, rtol=1e-4)

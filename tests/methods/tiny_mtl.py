@@ -6,7 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from benchmark.tasks import Batch, Problem, TaskSpec, task_loss
-from methods import Method, MultiTaskModel, StepContext
+from benchmark.gradient_engine import representation_gram, weighted_backward
+from methods import Method, MultiTaskModel, StepContext, TaskGradients
 
 IN_FEATURES, WIDTH = 12, 8
 
@@ -48,7 +49,7 @@ def tiny_batch(problem: Problem, size: int = 10, seed: int = 0, unannotated: tup
 
 def forward(method: Method, model: MultiTaskModel, batch: Batch, problem: Problem,
             step: int = 0, epoch: int = 0) -> tuple[dict[str, Tensor], StepContext]:
-    """The losses and step context the training loop would hand to ``method.backward``."""
+    """The losses and step context the training loop would hand to ``method.backward`` (or the gradient engine)."""
     out = model(batch.inputs)
     losses = {t: task_loss(problem.task(t), out.logits[t], batch.targets[t], batch.masks[t]) for t in out.logits}
     ctx = StepContext(model, batch, out, problem, step, epoch)
@@ -60,3 +61,21 @@ def shared_grads_of(loss: Tensor, model: MultiTaskModel) -> list[Tensor]:
     params = list(model.shared_parameters())
     grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+def weighted_step(method: Method, losses: dict[str, Tensor], ctx: StepContext) -> dict[str, float]:
+    """What the training loop does with a weighting method's losses: the gradient engine's backward.
+
+    Returns the weights it applied, by task (0 for a task the batch does not annotate).
+    """
+    applied = weighted_backward(method, losses, ctx)
+    return {name.removeprefix("weight/"): float(value) for name, value in applied.items()}
+
+
+def representation_gradients(grads: list[Tensor], losses: list[float], reduction: str = "flatten",
+                             tasks: list[str] | None = None) -> TaskGradients:
+    """The :class:`TaskGradients` the engine builds from per-task gradients at z (no network needed)."""
+    names = tasks or [f"t{i}" for i in range(len(grads))]
+    vectors, gram = representation_gram(list(grads), reduction, 1.0)
+    values = torch.tensor(losses, dtype=torch.float64)
+    return TaskGradients(names, [], values, dict(zip(names, values)), gram, vectors)

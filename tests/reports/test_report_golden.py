@@ -15,7 +15,7 @@ import pytest
 
 from reports import LAYOUTS, SUFFIXES, build_tables, render
 from tests.conftest import REPO
-from tests.reports.report_store import toy_records
+from tests.reports.report_store import record, toy_records
 
 GOLDEN = REPO / "tests" / "reports" / "golden"
 UPDATE = os.environ.get("MTLBENCH_UPDATE_GOLDEN") == "1"
@@ -55,12 +55,40 @@ def test_markers_appear_where_values_are_worse_or_significant():
     assert "$\\downarrow$$^{*}$" in tex and "paired t-test" in tex
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+LATEX = shutil.which("pdflatex") or shutil.which("tectonic")
+NO_LATEX = ("neither pdflatex nor tectonic is installed, so the LaTeX tables are not compiled: .ci/run installs "
+            "texlive-latex-base and texlive-latex-recommended (about 35 s and 150 MB) when it runs as root with "
+            "apt-get; elsewhere install them (or tectonic) to run this test")
+
+
+def compile_latex(tables: str, folder) -> None:
+    """Compile ``tables`` in a minimal document (booktabs, as the output's first line asks) with pdflatex or tectonic."""
+    document = ("\\documentclass{article}\\usepackage{booktabs}\\usepackage[margin=1cm,landscape]{geometry}"
+                f"\\begin{{document}}\n{tables}\\end{{document}}\n")
+    (folder / "t.tex").write_text(document)
+    command = ([LATEX, "-interaction=nonstopmode", "-halt-on-error", "t.tex"] if "pdflatex" in str(LATEX)
+               else [str(LATEX), "--keep-logs", "t.tex"])
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+    assert (folder / "t.pdf").stat().st_size > 1000
+
+
+@pytest.mark.skipif(LATEX is None, reason=NO_LATEX)
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_latex_compiles(layout, tmp_path):
-    document = ("\\documentclass{article}\\usepackage{booktabs}\\usepackage[margin=1cm,landscape]{geometry}"
-                f"\\begin{{document}}\n{_render(layout, 'latex')}\\end{{document}}\n")
-    (tmp_path / "t.tex").write_text(document)
-    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout[-2000:]
+    compile_latex(_render(layout, "latex"), tmp_path)
+
+
+@pytest.mark.skipif(LATEX is None, reason=NO_LATEX)
+def test_latex_with_special_characters_in_names_compiles(tmp_path):
+    """Names and option values with every character LaTeX treats specially still give a document that compiles."""
+    hostile = "a_b%c&d#e$f~g^h\\i{j}k<l>m"
+    runs = []
+    for seed in (0, 1, 2):
+        runs += [record("single_task", seed, {"classes": (.6, .5)}, db="d_b&x", options={"task": "classes"}),
+                 record("single_task", seed, {"attributes": (.8, .9)}, db="d_b&x", options={"task": "attributes"}),
+                 record("dmsca", seed, {"classes": (.62, .5), "attributes": (.79, .9)}, db="d_b&x",
+                        options={"relatedness": hostile})]
+    text = "".join(render(build_tables(runs, layout), "latex") for layout in ("negative-transfer", "table5"))
+    assert "d\\_b\\&x" in text
+    compile_latex(text, tmp_path)

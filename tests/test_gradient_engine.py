@@ -1,4 +1,4 @@
-"""Helpers of the gradient methods: the last shared layer of real backbones, annotation checks."""
+"""The gradient engine's helpers: the last shared layer of real backbones, annotation checks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 from benchmark.backbones import create_backbone, create_heads
 from benchmark.tasks import Batch
 from methods import MultiTaskModel
-from methods.gradients import is_annotated, last_shared_layer
+from benchmark.gradient_engine import is_annotated, last_shared_layer
 from tests.methods.tiny_mtl import tiny_problem
 
 

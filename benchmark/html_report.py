@@ -1,0 +1,79 @@
+"""``python -m benchmark report --format html``: the results page of a store (``reports/html.py``).
+
+The page is built by :mod:`reports` from stored runs alone; what needs a db (the relatedness heat
+maps: class and attribute names, priors, the training split for the counted ``db`` source) is
+resolved here, where the db registry may be imported, and handed over as matrices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from benchmark.cli import open_store
+from benchmark.provenance import now
+from results import COMPLETED, RunRecord, read_jsonl
+
+log = logging.getLogger(__name__)
+
+PAGE_NAME = "index.html"
+
+
+def write_page(args: argparse.Namespace) -> int:
+    """Write ``--out DIR/index.html`` (default ``WORKDIR/report/``) for the runs of ``--workdir`` or ``--runs``."""
+    from reports import ReportOptions
+    from reports.html import html_page
+
+    records = [r for r in every_record(args) if not args.backbone or r.backbone == args.backbone]
+    dbs = args.db or sorted({r.db for r in records})
+    records = [r for r in records if r.db in dbs]
+    if not records:
+        where = ", ".join(args.runs) if args.runs else args.workdir
+        raise ValueError(f"no run of {', '.join(dbs) if args.db else 'any db'}"
+                         f"{f' with backbone {args.backbone}' if args.backbone else ''} in {where}; train some with "
+                         f"'python -m benchmark run --db ... --method ...'")
+    if args.layout != "negative-transfer" or args.curves or args.figures:
+        log.info("--format html shows every layout that applies and embeds its figures; "
+                 "--layout, --curves and --figures are for the other formats")
+    options = ReportOptions(spread=args.spread, test=args.test, alpha=args.alpha, per_run=args.per_run)
+    source = ", ".join(args.runs) if args.runs else str(Path(args.workdir) / "results.sqlite")
+    page = html_page(records, dbs, args.backbone, options, heat_maps(records, dbs, args.data_root),
+                     source=source, generated=now())
+    out = Path(args.out or Path(args.workdir) / "report") / PAGE_NAME
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    print(f"wrote {out} ({len(page) / 1e6:.1f} MB); open it in a browser", file=sys.stderr)
+    return 0
+
+
+def every_record(args: argparse.Namespace) -> list[RunRecord]:
+    """Every run of the store in ``--workdir`` (or of the ``--runs`` JSON-lines files), whatever its status."""
+    if not args.runs:
+        with open_store(args.workdir, create=False) as store:
+            return store.runs()
+    records: dict[str, RunRecord] = {}
+    for name in args.runs:
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"--runs {name}: no such file; give JSON-lines files written by "
+                                    f"'python -m benchmark export', e.g. results/reference/cad.jsonl")
+        with path.open() as lines:
+            for r in read_jsonl(lines, str(path)):  # a completed copy wins over another status
+                if r.run_id not in records or r.status == COMPLETED:
+                    records[r.run_id] = r
+    return list(records.values())
+
+
+def heat_maps(records: list[RunRecord], dbs: list[str], data_root: str | None) -> dict[str, object]:
+    """Per db, its relatedness heat maps (``reports.html.HeatMap``), or why there are none."""
+    from benchmark.reporting import relatedness_maps
+    from reports.html import HeatMap
+
+    out: dict[str, object] = {}
+    for db in dbs:
+        mine = [r for r in records if r.db == db]
+        maps, why = relatedness_maps([r for r in mine if r.status == COMPLETED] or mine, data_root)
+        out[db] = [HeatMap(m.title, m.matrix, m.classes, m.attributes) for m in maps] if maps else why
+    return out
