@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("file", help="output .jsonl file ('-' for stdout)")
     exp.add_argument("--db")
     exp.add_argument("--method")
+    exp.add_argument("--status", choices=["running", "completed", "failed"],
+                     help="only runs with this status (e.g. completed, for committed reference results)")
     _common(exp)
 
     imp = sub.add_parser("import", help="merge runs from a JSON-lines export")

@@ -187,7 +187,7 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     with open_store(args.workdir, create=False) as store:
-        records = store.runs(db=args.db, method=args.method)
+        records = store.runs(db=args.db, method=args.method, status=args.status)
         if args.file == "-":
             count = store.export_jsonl(sys.stdout, records)
         else:

@@ -39,13 +39,14 @@ def teacher(task: str, seen: list) -> MultiTaskModel:
     return model
 
 
-def step(method: StudentTeacher, rows: slice = slice(None)) -> tuple[dict, dict]:
+def step(method: StudentTeacher, rows: slice = slice(None), attribute_loss: str = "per_image") -> tuple[dict, dict]:
     """One ``losses`` call on the fixed batch (rows ``rows``); returns (out, the real task losses)."""
     logits = {t: v[rows].clone().requires_grad_() for t, v in STUDENT.items()}
     targets, masks = {t: v[rows] for t, v in TARGETS.items()}, {t: v[rows] for t, v in MASKS.items()}
     batch = Batch(FEATURES[rows, :, None, None], targets, masks, torch.arange(4)[rows])
-    real = {t: task_loss(PROBLEM.task(t), logits[t], targets[t], masks[t]) for t in logits}
-    ctx = StepContext(None, batch, ModelOutput(torch.zeros(len(batch), 3), logits), PROBLEM, 0, 0)  # type: ignore[arg-type]
+    real = {t: task_loss(PROBLEM.task(t), logits[t], targets[t], masks[t], attribute_loss=attribute_loss) for t in logits}
+    ctx = StepContext(None, batch, ModelOutput(torch.zeros(len(batch), 3), logits), PROBLEM, 0, 0,  # type: ignore[arg-type]
+                      attribute_loss=attribute_loss)
     return method.losses(real, ctx), real
 
 
@@ -77,17 +78,21 @@ def test_teachers_label_only_the_missing_rows():
     assert out["distill/classes"].item() == 0.0 and torch.equal(out["classes"], real["classes"])
 
 
+@pytest.mark.parametrize("attribute_loss", ["pooled", "per_image"])
 @pytest.mark.parametrize("balance", ["union", "separate"])
-def test_loss_matches_a_hand_computation(balance):
+def test_loss_matches_a_hand_computation(balance, attribute_loss):
     w, t = 0.5, 2.0
     method, _ = with_teachers(pseudo_weight=w, temperature=t, balance=balance)
-    out, _ = step(method)
+    out, _ = step(method, attribute_loss=attribute_loss)
     s, f = STUDENT["classes"].tolist(), FEATURES.tolist()
     real = [-math.log(softmax(s[0])[2]), -math.log(softmax(s[2])[0])]
     pseudo = [-sum(q * math.log(p) for q, p in zip(softmax(f[i], t), softmax(s[i]))) for i in (1, 3)]
     a, fa = STUDENT["attributes"].tolist(), FEATURES[:, :2].tolist()
     real_att = [bce(a[0][0], 1), bce(a[0][1], 0), bce(a[1][0], 0), bce(a[1][1], 1), bce(a[2][0], 1)]
     pseudo_att = [bce(a[2][1], 1 / (1 + math.exp(-fa[2][1] / t)))] + [bce(a[3][j], 1 / (1 + math.exp(-fa[3][j] / t))) for j in (0, 1)]
+    if attribute_loss == "per_image":  # a unit is an image: its entries' mean (real rows 0, 1, 2; pseudo rows 2, 3)
+        real_att = [(real_att[0] + real_att[1]) / 2, (real_att[2] + real_att[3]) / 2, real_att[4]]
+        pseudo_att = [pseudo_att[0], (pseudo_att[1] + pseudo_att[2]) / 2]
     for task, r, p in (("classes", real, pseudo), ("attributes", real_att, pseudo_att)):
         if balance == "union":
             expected_real, expected_pseudo = sum(r) / (len(r) + w * len(p)), w * sum(p) / (len(r) + w * len(p))
