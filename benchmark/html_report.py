@@ -12,9 +12,9 @@ import logging
 import sys
 from pathlib import Path
 
-from benchmark.cli import open_store
+from benchmark.reporting import every_record
 from benchmark.provenance import now
-from results import COMPLETED, RunRecord, read_jsonl
+from results import COMPLETED, RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +46,6 @@ def write_page(args: argparse.Namespace) -> int:
     out.write_text(page, encoding="utf-8")
     print(f"wrote {out} ({len(page) / 1e6:.1f} MB); open it in a browser", file=sys.stderr)
     return 0
-
-
-def every_record(args: argparse.Namespace) -> list[RunRecord]:
-    """Every run of the store in ``--workdir`` (or of the ``--runs`` JSON-lines files), whatever its status."""
-    if not args.runs:
-        with open_store(args.workdir, create=False) as store:
-            return store.runs()
-    records: dict[str, RunRecord] = {}
-    for name in args.runs:
-        path = Path(name)
-        if not path.is_file():
-            raise FileNotFoundError(f"--runs {name}: no such file; give JSON-lines files written by "
-                                    f"'python -m benchmark export', e.g. results/reference/cad.jsonl")
-        with path.open() as lines:
-            for r in read_jsonl(lines, str(path)):  # a completed copy wins over another status
-                if r.run_id not in records or r.status == COMPLETED:
-                    records[r.run_id] = r
-    return list(records.values())
 
 
 def heat_maps(records: list[RunRecord], dbs: list[str], data_root: str | None) -> dict[str, object]:

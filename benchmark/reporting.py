@@ -84,12 +84,11 @@ def check_dbs(args: argparse.Namespace, records: list[RunRecord]) -> None:
                          f"Dbs with completed runs there: {', '.join(stored) or 'none'}")
 
 
-def completed_records(args: argparse.Namespace) -> list[RunRecord]:
-    """The completed runs of the store in ``--workdir``, or of the JSON-lines files ``--runs`` names
-    (``export``'s format, e.g. the committed ``results/reference/*.jsonl``: rendered without a store)."""
+def every_record(args: argparse.Namespace) -> list[RunRecord]:
+    """Every run of the store in ``--workdir`` (or of the ``--runs`` JSON-lines files), whatever its status."""
     if not args.runs:
-        with open_store(args.workdir, create=False) as store:  # a report reads; it never creates a store
-            return store.runs(status="completed")
+        with open_store(args.workdir, create=False) as store:
+            return store.runs()
     records: dict[str, RunRecord] = {}
     for name in args.runs:
         path = Path(name)
@@ -97,9 +96,16 @@ def completed_records(args: argparse.Namespace) -> list[RunRecord]:
             raise FileNotFoundError(f"--runs {name}: no such file; give JSON-lines files written by "
                                     f"'python -m benchmark export', e.g. results/reference/cad.jsonl")
         with path.open() as lines:
-            records.update((r.run_id, r) for r in read_jsonl(lines, str(path)) if r.status == COMPLETED)
+            for r in read_jsonl(lines, str(path)):  # a completed copy wins over another status
+                if r.run_id not in records or r.status == COMPLETED:
+                    records[r.run_id] = r
     return list(records.values())
 
+
+def completed_records(args: argparse.Namespace) -> list[RunRecord]:
+    """The completed runs of the store in ``--workdir``, or of the JSON-lines files ``--runs`` names
+    (``export``'s format, e.g. the committed ``results/reference/*.jsonl``: rendered without a store)."""
+    return [r for r in every_record(args) if r.status == COMPLETED]
 
 def draw_figures(records: list[RunRecord], dbs: list[str], folder: Path, args: argparse.Namespace) -> list[Path]:
     """Per block: relative differences to single-task and training curves; per db: relatedness heat maps."""
