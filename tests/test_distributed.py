@@ -28,7 +28,9 @@ WORLD = 2
 CPU = torch.device("cpu")
 #: The gradient methods, and two whose losses or forward differ per batch: Task Routing draws one task per
 #: batch, the student's teachers label what each shard lacks.
-METHODS_UNDER_TEST = ["no_coupling", "dmsca", "mgda_ub", "gradnorm", "task_routing", "student_teacher"]
+METHODS_UNDER_TEST = ["no_coupling", "dmsca", "mgda_ub", "gradnorm", "task_routing", "student_teacher",
+                      # the method zoo: TorchJD weightings (PCGrad's seeded order, Nash-MTL's state), loss weighting
+                      "upgrad", "pcgrad", "nash_mtl", "uw", "dwa", "rlw", "famo"]
 
 
 class NoNormCNN(nn.Module):

@@ -48,7 +48,13 @@ def _interrupt_after_first_checkpoint():
     return mock.patch("benchmark.train.save_checkpoint", side_effect=write_then_interrupt)
 
 
-@pytest.mark.parametrize("name", ["no_coupling", "gradnorm", "mgda_ub", "task_routing", "dmsca"])
+#: The method zoo's stateful ones too: Nash-MTL's warm start, PCGrad's and RLW's seeded draws, UW's learnt
+#: variances, DWA's epoch means (3 epochs: epoch 2 uses them), FAMO's logits and their Adam state.
+RESUMED = ["no_coupling", "gradnorm", "mgda_ub", "task_routing", "dmsca",
+           "upgrad", "pcgrad", "nash_mtl", "uw", "dwa", "rlw", "famo"]
+
+
+@pytest.mark.parametrize("name", RESUMED)
 def test_an_interrupted_run_resumes_and_ends_as_an_uninterrupted_one(name, tmp_path):
     db = SyntheticDb(**TINY_DB)
     cfg = _config(name, db)
