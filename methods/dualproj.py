@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from methods.base import METHODS
-from methods.torchjd_weightings import TorchJDWeighting, checked, torchjd_aggregation
+from methods.torchjd_weightings import ProjectedWeighting
 
 
 @METHODS.register("dualproj")
-class DualProj(TorchJDWeighting):
+class DualProj(ProjectedWeighting):
     """DualProj: the mean task gradient projected onto the dual cone of the task gradients (Lopez-Paz & Ranzato, NeurIPS 2017).
 
     Paper: D. Lopez-Paz, M. Ranzato, "Gradient Episodic Memory for Continual Learning", NeurIPS 2017,
@@ -24,14 +22,4 @@ class DualProj(TorchJDWeighting):
         head_gradient: heads get their own gradient (``own``) or w_t times it (``weighted``).
     """
 
-    def __init__(self, *, norm_eps: float = 1e-4, reg_eps: float = 1e-4,
-                 gradients: Literal["representation", "shared_parameters"] = "representation",
-                 head_gradient: Literal["own", "weighted"] = "own") -> None:
-        super().__init__(gradients=gradients, head_gradient=head_gradient)
-        self.norm_eps = norm_eps
-        self.reg_eps = reg_eps
-        aggregation = torchjd_aggregation()
-        from torchjd.linalg import QuadprogProjector
-
-        self.solver = checked("dualproj", lambda: aggregation.DualProjWeighting(
-            projector=QuadprogProjector(norm_eps=norm_eps, reg_eps=reg_eps)))
+    torchjd_class = "DualProjWeighting"

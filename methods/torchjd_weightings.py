@@ -104,3 +104,29 @@ class TorchJDWeighting(Method):
     def weights_from_gram(self, gram: Tensor, gradients: TaskGradients) -> Tensor:
         """The weights TorchJD's weighting gives for ``gram`` (T, T), float64 on the CPU."""
         return self.solver(gram)
+
+
+class ProjectedWeighting(TorchJDWeighting):
+    """Base of the weightings that project onto the dual cone of the task gradients with TorchJD's quadprog
+    projector (``upgrad``, ``dualproj``); a subclass names the TorchJD weighting in ``torchjd_class``.
+
+    Args:
+        norm_eps: TorchJD's ``QuadprogProjector`` norm_eps: a Gram matrix of trace below it is treated as 0.
+        reg_eps: TorchJD's ``QuadprogProjector`` reg_eps: added to the (normalised) Gram diagonal so the QP is definite.
+        gradients: ``representation`` (g_t at z, default) or ``shared_parameters``.
+        head_gradient: heads get their own gradient (``own``) or w_t times it (``weighted``).
+    """
+
+    torchjd_class: str = ""
+
+    def __init__(self, *, norm_eps: float = 1e-4, reg_eps: float = 1e-4,
+                 gradients: Literal["representation", "shared_parameters"] = "representation",
+                 head_gradient: Literal["own", "weighted"] = "own") -> None:
+        super().__init__(gradients=gradients, head_gradient=head_gradient)
+        self.norm_eps = norm_eps
+        self.reg_eps = reg_eps
+        weighting = getattr(torchjd_aggregation(), self.torchjd_class)
+        from torchjd.linalg import QuadprogProjector
+
+        self.solver = checked(self.name or type(self).__name__, lambda: weighting(
+            projector=QuadprogProjector(norm_eps=norm_eps, reg_eps=reg_eps)))
