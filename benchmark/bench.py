@@ -30,7 +30,8 @@ from benchmark.data import augmentation
 from benchmark.linked import dependency_configs
 from benchmark.options import parse_overrides, resolve
 from benchmark.protocol import check_input_size, check_int, check_workers
-from benchmark.runner import open_db, pick_device
+from benchmark.devices import pick_device
+from benchmark.runner import open_db
 from benchmark.seeding import seed_everything
 from benchmark.tasks import Batch, Problem
 from benchmark.train import Trainer, TrainOptions, build_trainer, train_step

@@ -12,7 +12,7 @@ from benchmark.options import OptionError
 from benchmark.config import ATTRIBUTE_LOSSES
 from benchmark.registry import RegistryError
 from benchmark.runlock import RunInProgressError
-from results import ResultsStore, StoreError
+from results import StoreError
 
 log = logging.getLogger("benchmark")
 DEFAULT_WORKDIR = "mtlbench-work"
@@ -201,8 +201,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: the run is stored as failed; completed runs are intact", file=sys.stderr)
         return 130
-
-
-def open_store(workdir: str, *, create: bool = True) -> ResultsStore:
-    """The store in ``workdir``; ``create=False`` for commands that only read (a missing store is an error, not a new file)."""
-    return ResultsStore(Path(workdir) / "results.sqlite", create=create)

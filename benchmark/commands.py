@@ -11,7 +11,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from benchmark.cli import open_store
+from benchmark.stores import open_store
 from results import RunRecord
 
 
@@ -174,6 +174,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.format == "html":  # one page with every table and figure: benchmark/html_report.py
+        from benchmark.html_report import write_page
+
+        return write_page(args)
     from benchmark.reporting import cmd_report as report  # tables and figures live in benchmark/reporting.py
 
     return report(args)

@@ -58,7 +58,7 @@ def init_distributed(device: str) -> torch.device:
     ``device`` is the ``--device`` value: under torchrun ``auto`` and ``cuda`` mean this process's
     GPU (``cuda:LOCAL_RANK``, backend NCCL); ``cpu`` uses the gloo backend. Alone, it is parsed as is.
     """
-    from benchmark.runner import pick_device
+    from benchmark.devices import pick_device
 
     if not launched_by_torchrun() or dist.is_initialized():
         return pick_device(device)

@@ -20,7 +20,8 @@ from benchmark.config import RunConfig
 from benchmark.experiment import Entry, Experiment, Problems, check_preset, check_seeds, option_pairs
 from benchmark.options import OptionError, parse_overrides
 from benchmark.registry import RegistryError
-from benchmark.runner import RunRequest, open_db, resolve_configs, store_path
+from benchmark.runner import RunRequest, open_db, resolve_configs
+from benchmark.stores import store_path
 from datasets import Db
 from methods import METHODS
 from results import COMPLETED, ResultsStore

@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from benchmark.reporting import every_record
+from benchmark.stores import every_record
 from benchmark.provenance import now
 from results import COMPLETED, RunRecord
 

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from benchmark.cli import open_store
 from benchmark.tasks import Problem
-from results import COMPLETED, RunRecord, read_jsonl
+from benchmark.stores import completed_records
+from results import RunRecord
 
 if TYPE_CHECKING:
     from reports import Block
@@ -31,10 +31,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     from reports import ReportOptions, build_tables, render
     from reports.render import SUFFIXES
 
-    if args.format == "html":  # one page with every table and figure: benchmark/html_report.py
-        from benchmark.html_report import write_page
-
-        return write_page(args)
     if not 0 < args.alpha < 1:
         raise ValueError(f"--alpha {args.alpha}: the significance level must be between 0 and 1, e.g. 0.05")
     records = completed_records(args)
@@ -83,29 +79,6 @@ def check_dbs(args: argparse.Namespace, records: list[RunRecord]) -> None:
         raise ValueError(f"--db {db}: no completed run of db {db}{backbone} in {where}{unknown}.{hint} "
                          f"Dbs with completed runs there: {', '.join(stored) or 'none'}")
 
-
-def every_record(args: argparse.Namespace) -> list[RunRecord]:
-    """Every run of the store in ``--workdir`` (or of the ``--runs`` JSON-lines files), whatever its status."""
-    if not args.runs:
-        with open_store(args.workdir, create=False) as store:
-            return store.runs()
-    records: dict[str, RunRecord] = {}
-    for name in args.runs:
-        path = Path(name)
-        if not path.is_file():
-            raise FileNotFoundError(f"--runs {name}: no such file; give JSON-lines files written by "
-                                    f"'python -m benchmark export', e.g. results/reference/cad.jsonl")
-        with path.open() as lines:
-            for r in read_jsonl(lines, str(path)):  # a completed copy wins over another status
-                if r.run_id not in records or r.status == COMPLETED:
-                    records[r.run_id] = r
-    return list(records.values())
-
-
-def completed_records(args: argparse.Namespace) -> list[RunRecord]:
-    """The completed runs of the store in ``--workdir``, or of the JSON-lines files ``--runs`` names
-    (``export``'s format, e.g. the committed ``results/reference/*.jsonl``: rendered without a store)."""
-    return [r for r in every_record(args) if r.status == COMPLETED]
 
 def draw_figures(records: list[RunRecord], dbs: list[str], folder: Path, args: argparse.Namespace) -> list[Path]:
     """Per block: relative differences to single-task and training curves; per db: relatedness heat maps."""

@@ -32,9 +32,6 @@ from results.records import error_cause
 
 log = logging.getLogger(__name__)
 
-STORE_FILE = "results.sqlite"
-
-
 @dataclass
 class RunRequest:
     """What a user asked for on the command line or in an experiment file."""
@@ -256,16 +253,3 @@ def run_dependencies(cfg: RunConfig, db: Db, store: ResultsStore, device: torch.
         links[role] = link_entry(record)
     return linked, links
 
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; an unavailable device is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
-    return device
-
-
-def store_path(workdir: str | Path) -> Path:
-    return Path(workdir) / STORE_FILE

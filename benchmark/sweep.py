@@ -27,62 +27,16 @@ from benchmark.experiment import Experiment, ExperimentError, load
 from benchmark.grid import DbSpec, GridRun, check_grid_data, expand
 from benchmark.linked import dependency_configs, model_path
 from benchmark.options import resolve
-from benchmark.runner import store_path
+from benchmark.stores import store_path
+from benchmark.sweep_plan import DONE, RESUME, RUN, Backend, Node, Outcome, Plan
 from datasets import Db
 from methods import METHODS
 from results import COMPLETED, FAILED, RUNNING, ResultsStore
 
 log = logging.getLogger(__name__)
 
-#: What a sweep does with a run: nothing (completed in the store), train it, or resume an unfinished one.
-DONE, RUN, RESUME = "done", "run", "resume"
 #: Loggers of a single run (epochs, linked runs, methods' setup), quieted to warnings during a sweep.
 QUIET_LOGGERS = ("benchmark.train", "benchmark.runner", "methods")
-
-
-@dataclass
-class Node:
-    """One run of the plan: its config and db, the file entries asking for it (none: a dependency only)."""
-
-    cfg: RunConfig
-    db: DbSpec
-    sources: list[str]
-    needs: list[str]
-    action: str = RUN
-
-    @property
-    def run_id(self) -> str:
-        return self.cfg.run_id
-
-    @property
-    def in_grid(self) -> bool:
-        return bool(self.sources)
-
-
-@dataclass
-class Plan:
-    """The runs of a sweep, every dependency before the runs that need it."""
-
-    path: Path
-    nodes: list[Node]
-
-    def __post_init__(self) -> None:
-        self.by_id = {n.run_id: n for n in self.nodes}
-
-    def closure(self, node: Node) -> list[Node]:
-        """Every run ``node`` builds on, directly or through a chain, in plan order."""
-        seen: set[str] = set()
-        stack = list(node.needs)
-        while stack:
-            run_id = stack.pop()
-            if run_id not in seen:
-                seen.add(run_id)
-                stack += self.by_id[run_id].needs
-        return [n for n in self.nodes if n.run_id in seen]
-
-    def count(self, action: str, in_grid: bool | None = None) -> int:
-        return sum(n.action == action and (in_grid is None or n.in_grid == in_grid) for n in self.nodes)
-
 
 def build_plan(path: Path, grid: list[GridRun], store: ResultsStore | None, workdir: str | Path, force: bool) -> Plan:
     """Add the grid's dependencies (recursively), order them first and decide each run's action.
@@ -151,30 +105,6 @@ def check_weights(plan: Plan, workdir: str | Path) -> None:
 
 
 # ----- running the plan -------------------------------------------------------------------------
-@dataclass
-class Outcome:
-    """How one run ended, as a backend reports it."""
-
-    ok: bool
-    error: str | None = None
-    wall_time_s: float | None = None
-
-
-class Backend(Protocol):
-    """Trains the runs of a plan: ``slots`` at a time; ``finish`` records the result on the driver's side."""
-
-    slots: int
-
-    def submit(self, node: Node, closure: list[Node]) -> Future:
-        """Start training ``node`` (``closure``: the completed runs it builds on); a future of its :class:`Outcome`."""
-
-    def finish(self, node: Node, future: Future) -> Outcome:
-        """The outcome of a finished ``future``, with the run recorded in the store (failed ones too)."""
-
-    def close(self) -> None:
-        """Release the workers."""
-
-
 @dataclass
 class Summary:
     """What a sweep did: runs skipped as done, completed, failed, and not started because a dependency failed."""

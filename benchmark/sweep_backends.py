@@ -24,9 +24,11 @@ import torch
 from benchmark.config import RunConfig
 from benchmark.grid import DbSpec
 from benchmark.provenance import environment, now
-from benchmark.runner import execute, pick_device, store_path
+from benchmark.devices import pick_device
+from benchmark.runner import execute
+from benchmark.stores import store_path
 from benchmark.runlock import is_locked
-from benchmark.sweep import RESUME, Node, Outcome
+from benchmark.sweep_plan import RESUME, Node, Outcome
 from benchmark.train import TrainOptions
 from datasets import Db
 from results import COMPLETED, FAILED, RUNNING, ResultsStore, RunRecord

@@ -24,8 +24,10 @@ from benchmark.config import RunConfig
 from benchmark.grid import DbSpec
 from benchmark.linked import model_path
 from benchmark.provenance import now
-from benchmark.runner import STORE_FILE, execute, pick_device
-from benchmark.sweep import Node, Outcome
+from benchmark.devices import pick_device
+from benchmark.runner import execute
+from benchmark.stores import STORE_FILE
+from benchmark.sweep_plan import Node, Outcome
 from benchmark.sweep_backends import error_text, outcome_of, record_failure
 from results import COMPLETED, ResultsStore, RunRecord
 

@@ -133,7 +133,7 @@ def export_runs(records: Iterable[RunRecord], out: str | Path, replace: bool = F
 
 def cmd_tensorboard(args: argparse.Namespace) -> int:
     """``python -m benchmark tensorboard``: export the stored runs' histories under ``--out``."""
-    from benchmark.html_report import every_record
+    from benchmark.stores import every_record
 
     records = [r for r in every_record(args) if (not args.db or r.db in args.db)
                and (not args.method or r.method in args.method)]

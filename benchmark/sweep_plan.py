@@ -1,0 +1,86 @@
+"""A sweep's plan: its runs in dependency order, what to do with each, and the executor protocol.
+
+Kept apart from ``benchmark/sweep.py`` (planning and the command) so that the executors
+(``sweep_backends.py``, ``sweep_ray.py``) and the sweep import it, not each other.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from benchmark.config import RunConfig
+from benchmark.grid import DbSpec
+
+#: What a sweep does with a run: nothing (completed in the store), train it, or resume an unfinished one.
+DONE, RUN, RESUME = "done", "run", "resume"
+
+
+@dataclass
+class Node:
+    """One run of the plan: its config and db, the file entries asking for it (none: a dependency only)."""
+
+    cfg: RunConfig
+    db: DbSpec
+    sources: list[str]
+    needs: list[str]
+    action: str = RUN
+
+    @property
+    def run_id(self) -> str:
+        return self.cfg.run_id
+
+    @property
+    def in_grid(self) -> bool:
+        return bool(self.sources)
+
+
+@dataclass
+class Plan:
+    """The runs of a sweep, every dependency before the runs that need it."""
+
+    path: Path
+    nodes: list[Node]
+
+    def __post_init__(self) -> None:
+        self.by_id = {n.run_id: n for n in self.nodes}
+
+    def closure(self, node: Node) -> list[Node]:
+        """Every run ``node`` builds on, directly or through a chain, in plan order."""
+        seen: set[str] = set()
+        stack = list(node.needs)
+        while stack:
+            run_id = stack.pop()
+            if run_id not in seen:
+                seen.add(run_id)
+                stack += self.by_id[run_id].needs
+        return [n for n in self.nodes if n.run_id in seen]
+
+    def count(self, action: str, in_grid: bool | None = None) -> int:
+        return sum(n.action == action and (in_grid is None or n.in_grid == in_grid) for n in self.nodes)
+
+
+@dataclass
+class Outcome:
+    """How one run ended, as a backend reports it."""
+
+    ok: bool
+    error: str | None = None
+    wall_time_s: float | None = None
+
+
+class Backend(Protocol):
+    """Trains the runs of a plan: ``slots`` at a time; ``finish`` records the result on the driver's side."""
+
+    slots: int
+
+    def submit(self, node: Node, closure: list[Node]) -> Future:
+        """Start training ``node`` (``closure``: the completed runs it builds on); a future of its :class:`Outcome`."""
+
+    def finish(self, node: Node, future: Future) -> Outcome:
+        """The outcome of a finished ``future``, with the run recorded in the store (failed ones too)."""
+
+    def close(self) -> None:
+        """Release the workers."""
