@@ -11,6 +11,8 @@ pyplot's global state, so drawing works headless and leaves the caller's backend
 
 from __future__ import annotations
 
+import textwrap
+
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,7 +71,8 @@ def relative_difference_plot(block: Block, spread_kind: str = "std") -> Figure:
     ax.set_xticks(np.arange(len(columns)), [f"{c.task}\n({c.metric})" for c in columns])
     ax.set_xlabel("task (primary metric, test split)")
     ax.set_ylabel("relative difference to single-task (%)")
-    ax.set_title(f"{block.db} ({block.label}): change vs single-task, mean ± {spread_kind} over runs", fontsize=9)
+    title = f"{block.db} ({block.label}): change vs single-task, mean ± {spread_kind} over runs"
+    ax.set_title(textwrap.fill(title, 60), fontsize=9)  # long backbone/weights labels wrap instead of running off
     if others:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
