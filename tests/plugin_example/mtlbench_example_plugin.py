@@ -1,6 +1,6 @@
 """A third-party method plugin, installed for the tests by putting this folder on ``sys.path``.
 
-It is the README's plugin example: a package declares the entry point
+It is docs/plugins.md's loss-weighting example: a package declares the entry point
 ``[project.entry-points."mtlbench.methods"] fixed_weights = "mtlbench_example_plugin:FixedWeights"``.
 """
 
