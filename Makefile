@@ -7,7 +7,7 @@ STAMP := $(VENV)/.mtlbench-installed
 DEMO_DIR ?= demo-work
 DEMO_SEEDS ?= 0 1 2
 
-.PHONY: install demo test clean
+.PHONY: install demo test mutation clean
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ demo: install
 # pytest exits 5 when it collects no test; that is not a failure of the suite.
 test: install
 	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+
+# Mutation testing (cosmic-ray) of the modules the numbers rest on; slow, not in CI. See docs/mutation.md.
+# MUTATION_ARGS: e.g. 'benchmark/metrics.py --budget 600 --until 02:40'; the report goes to mutation/report.md.
+mutation: install
+	$(BIN)/python -m mutation.run $(MUTATION_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) *.egg-info

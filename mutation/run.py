@@ -1,0 +1,431 @@
+"""Mutation testing of the modules the benchmark's numbers rest on (cosmic-ray; see docs/mutation.md).
+
+    .venv/bin/python -m mutation.run                      # every module in mutation/modules.toml, in order
+    .venv/bin/python -m mutation.run benchmark/metrics.py # only these modules
+    .venv/bin/python -m mutation.run --budget 600 --until 02:40   # per-module / overall wall-clock limits
+    .venv/bin/python -m mutation.run --report-only        # rewrite the report from the stored sessions
+
+cosmic-ray mutates files in place. It never touches this checkout: every run copies the working tree
+(tracked + untracked, not ignored files) to mutation/.work/tree and mutates the copy there; the test
+command imports the copy (cwd and PYTHONPATH first), and each module's source is re-copied from the
+checkout after its run, so a run killed mid-mutant leaves nothing behind. Sessions (SQLite) live in
+mutation/.work/sessions and are resumable: a second run only executes the mutants not yet done. A
+session is rebuilt when its module's source changed. The report goes to mutation/report.md.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime as dt
+import fnmatch
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HERE = REPO / "mutation"
+WORK = HERE / ".work"
+TREE = WORK / "tree"
+SESSIONS = WORK / "sessions"
+MODULES = HERE / "modules.toml"
+EQUIVALENT = HERE / "equivalent.toml"
+REPORT = HERE / "report.md"
+
+
+def slug(path: str) -> str:
+    return path.replace("/", "__").removesuffix(".py")
+
+
+def load_modules() -> tuple[dict, list[dict]]:
+    spec = tomllib.loads(MODULES.read_text())
+    defaults = spec.get("defaults", {})
+    return defaults, spec["module"]
+
+
+def copy_tree() -> None:
+    """Mirror the checkout's working tree (not ignored files) into TREE."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    wanted = {name for name in listed if name and not name.startswith("mutation/")}
+    TREE.mkdir(parents=True, exist_ok=True)
+    for name in sorted(wanted):
+        source, target = REPO / name, TREE / name
+        if not source.is_file():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists() or target.read_bytes() != source.read_bytes():
+            shutil.copy2(source, target)
+
+
+def restore(path: str) -> None:
+    shutil.copy2(REPO / path, TREE / path)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def function_ranges(path: Path, patterns: list[str]) -> list[tuple[int, int]]:
+    """Line ranges of the functions whose qualified name (Class.method) matches one of `patterns`."""
+    ranges: list[tuple[int, int]] = []
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}{child.name}"
+                if not isinstance(child, ast.ClassDef) and any(fnmatch.fnmatchcase(name, p) for p in patterns):
+                    first = min([child.lineno] + [d.lineno for d in child.decorator_list])
+                    ranges.append((first, child.end_lineno))
+                else:
+                    visit(child, name + ".")
+
+    visit(ast.parse(path.read_text()), "")
+    return ranges
+
+
+def annotation_ranges(path: Path) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(start, end) positions of the annotations of a module under ``from __future__ import annotations``.
+
+    There annotations are never evaluated (dataclasses read them as strings), so a mutant inside one
+    (``float | None`` -> ``float & None``) is equivalent by construction; empty for other modules.
+    """
+    tree = ast.parse(path.read_text())
+    future = any(isinstance(node, ast.ImportFrom) and node.module == "__future__"
+                 and any(a.name == "annotations" for a in node.names) for node in tree.body)
+    if not future:
+        return []
+    found = []
+    for node in ast.walk(tree):
+        notes = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
+            notes.append(node.returns)
+        elif isinstance(node, ast.arg) and node.annotation is not None:
+            notes.append(node.annotation)
+        elif isinstance(node, ast.AnnAssign):
+            notes.append(node.annotation)
+        # ast columns are 0-based, cosmic-ray's (parso's) too; lines are 1-based in both
+        found += [((n.lineno, n.col_offset), (n.end_lineno, n.end_col_offset)) for n in notes]
+    return found
+
+
+def skip_annotations(path: str, session: Path) -> int:
+    """Mark the mutants inside annotations as skipped (see annotation_ranges); returns how many."""
+    from cosmic_ray.work_db import use_db, WorkDB
+    from cosmic_ray.work_item import WorkResult, WorkerOutcome
+
+    ranges = annotation_ranges(REPO / path)
+    skipped = 0
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        results = dict(db.results)
+        for item in db.work_items:
+            mutation = item.mutations[0]
+            result = results.get(item.job_id)
+            if result is not None and result.worker_outcome == WorkerOutcome.SKIPPED:
+                continue
+            if any(a <= tuple(mutation.start_pos) and tuple(mutation.end_pos) <= b for a, b in ranges):
+                db.set_result(item.job_id, WorkResult(output="in an annotation (never evaluated)",
+                                                      worker_outcome=WorkerOutcome.SKIPPED))
+                skipped += 1
+    return skipped
+
+
+def cosmic_ray(*args: str, timeout: float | None = None) -> int:
+    """Run the cosmic-ray CLI in TREE; on timeout interrupt it (SIGINT, then SIGKILL)."""
+    command = [sys.executable, "-m", "cosmic_ray.cli", *args]
+    proc = subprocess.Popen(command, cwd=TREE, start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            return proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return -9
+
+
+def test_command(module: dict) -> str:
+    python = shlex.quote(sys.executable)
+    tests = " ".join(shlex.quote(t) for t in module["tests"])
+    extra = " ".join(shlex.quote(a) for a in module.get("pytest-args", []))
+    # env: the copy first on the import path (also for subprocesses the tests start), and one thread per
+    # process: the machine is shared.
+    return (f"env PYTHONPATH={shlex.quote(str(TREE))} OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "
+            f"{python} -m pytest -x -q -p no:cacheprovider --no-header -o addopts= {extra} {tests}")
+
+
+def prepare(module: dict, defaults: dict) -> Path | None:
+    """Write the module's cosmic-ray config and (re)build its session when needed. Returns the session path."""
+    from cosmic_ray.work_db import use_db, WorkDB
+    from cosmic_ray.work_item import WorkResult, WorkerOutcome
+
+    path = module["path"]
+    SESSIONS.mkdir(parents=True, exist_ok=True)
+    config, session, meta = (SESSIONS / f"{slug(path)}.toml", SESSIONS / f"{slug(path)}.sqlite",
+                             SESSIONS / f"{slug(path)}.json")
+    timeout = float(module.get("timeout", defaults.get("timeout", 60)))
+    excluded = module.get("exclude-operators", defaults.get("exclude-operators", []))
+    allowed = module.get("operators", defaults.get("operators", ["*"]))
+    lines = ["[cosmic-ray]", f"module-path = {json.dumps(path)}", f"timeout = {timeout}",
+             "excluded-modules = []", f"test-command = {json.dumps(test_command(module))}", "",
+             "[cosmic-ray.distributor]", 'name = "local"', ""]
+    config.write_text("\n".join(lines))
+    state = {"source": digest(REPO / path), "functions": module.get("functions"), "excluded": excluded,
+             "allowed": allowed}
+    if session.exists() and meta.exists() and json.loads(meta.read_text()) == state:
+        skip_annotations(path, session)
+        return session
+    session.unlink(missing_ok=True)
+    if cosmic_ray("init", str(config), str(session)) != 0:
+        print(f"[mutation] {path}: cosmic-ray init failed", flush=True)
+        return None
+    ranges = function_ranges(TREE / path, module["functions"]) if module.get("functions") else None
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item in list(db.pending_work_items):
+            mutation = item.mutations[0]
+            outside = ranges is not None and not any(a <= mutation.start_pos[0] <= b for a, b in ranges)
+            name = mutation.operator_name.removeprefix("core/")
+            filtered = (any(fnmatch.fnmatchcase(name, p) for p in excluded)
+                        or not any(fnmatch.fnmatchcase(name, p) for p in allowed))
+            if outside or filtered:
+                db.set_result(item.job_id, WorkResult(output="outside the selection",
+                                                      worker_outcome=WorkerOutcome.SKIPPED))
+    meta.write_text(json.dumps(state))
+    skip_annotations(path, session)
+    return session
+
+
+def baseline(module: dict) -> bool:
+    started = time.monotonic()
+    run = subprocess.run(shlex.split(test_command(module)), cwd=TREE, capture_output=True, text=True)
+    print(f"[mutation] {module['path']}: baseline {'ok' if run.returncode == 0 else 'FAILED'} "
+          f"in {time.monotonic() - started:.1f}s", flush=True)
+    if run.returncode != 0:
+        print(run.stdout[-3000:], run.stderr[-2000:], flush=True)
+    return run.returncode == 0
+
+
+def recheck(module: dict, session: Path, budget: float | None, started: float) -> None:
+    """Run the surviving mutants again with the module's current test command; record the new outcome."""
+    from cosmic_ray.mutating import mutate_and_test
+    from cosmic_ray.work_db import use_db, WorkDB
+    from cosmic_ray.work_item import TestOutcome
+
+    timeout = float(module.get("timeout", load_modules()[0].get("timeout", 60)))
+    here = os.getcwd()
+    os.chdir(TREE)
+    try:
+        with use_db(str(session), WorkDB.Mode.open) as db:
+            items = {item.job_id: item for item in db.work_items}
+            equivalent = load_equivalent().get(module["path"], [])
+            survivors = [job for job, result in db.results if result.test_outcome == TestOutcome.SURVIVED
+                         and not is_equivalent(equivalent, items[job].mutations[0].operator_name,
+                                               *changed_lines(result.diff or ""))]
+            for job in survivors:
+                if budget is not None and time.monotonic() - started > budget:
+                    break
+                result = mutate_and_test(mutations=items[job].mutations, test_command=test_command(module),
+                                         timeout=timeout)
+                db.set_result(job, result)
+                print(f"[mutation] recheck {module['path']} {items[job].mutations[0].operator_name} "
+                      f"line {items[job].mutations[0].start_pos[0]}: {result.test_outcome}", flush=True)
+    finally:
+        os.chdir(here)
+        restore(module["path"])
+
+
+# --- the report ---------------------------------------------------------------------------------------------
+
+def changed_lines(diff: str) -> tuple[str, str]:
+    old = [l[1:].strip() for l in diff.splitlines() if l.startswith("-") and not l.startswith("---")]
+    new = [l[1:].strip() for l in diff.splitlines() if l.startswith("+") and not l.startswith("+++")]
+    return " / ".join(old), " / ".join(new)
+
+
+def load_equivalent() -> dict[str, list[dict]]:
+    if not EQUIVALENT.exists():
+        return {}
+    out: dict[str, list[dict]] = {}
+    for entry in tomllib.loads(EQUIVALENT.read_text()).get("mutant", []):
+        out.setdefault(entry["module"], []).append(entry)
+    return out
+
+
+def squash(text: str) -> str:
+    """The text without whitespace: cosmic-ray's rewriting may add a space before a replaced number."""
+    return "".join(text.split())
+
+
+def is_equivalent(entries: list[dict], operator: str, old: str, new: str) -> dict | None:
+    for entry in entries:
+        if entry["operator"] == operator and squash(entry["old"]) == squash(old) and squash(entry["new"]) == squash(new):
+            return entry
+    return None
+
+
+def summarise(path: str, equivalent: dict[str, list[dict]]) -> dict | None:
+    from cosmic_ray.work_db import use_db, WorkDB
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
+
+    session = SESSIONS / f"{slug(path)}.sqlite"
+    if not session.exists():
+        return None
+    meta = SESSIONS / f"{slug(path)}.json"
+    stale = not meta.exists() or json.loads(meta.read_text()).get("source") != digest(REPO / path)
+    counts = dict(total=0, killed=0, survived=0, equivalent=0, incompetent=0, pending=0, skipped=0)
+    survivors, equivalents = [], []
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        results = dict(db.results)
+        for item in db.work_items:
+            mutation = item.mutations[0]
+            result = results.get(item.job_id)
+            if result is not None and result.worker_outcome == WorkerOutcome.SKIPPED:
+                counts["skipped"] += 1
+                continue
+            counts["total"] += 1
+            if result is None:
+                counts["pending"] += 1
+            elif result.worker_outcome != WorkerOutcome.NORMAL or result.test_outcome == TestOutcome.INCOMPETENT:
+                counts["incompetent"] += 1  # the mutant cannot even be applied/imported
+            elif result.test_outcome == TestOutcome.KILLED:
+                counts["killed"] += 1
+            else:
+                old, new = changed_lines(result.diff or "")
+                row = dict(line=mutation.start_pos[0], operator=mutation.operator_name,
+                           occurrence=mutation.occurrence, old=old, new=new, job=item.job_id)
+                entry = is_equivalent(equivalent.get(path, []), mutation.operator_name, old, new)
+                if entry:
+                    counts["equivalent"] += 1
+                    equivalents.append(dict(row, why=entry.get("why", "")))
+                else:
+                    counts["survived"] += 1
+                    survivors.append(row)
+    done = counts["killed"] + counts["survived"]
+    counts["score"] = counts["killed"] / done if done else None
+    counts["stale"] = stale
+    return dict(path=path, counts=counts, survivors=sorted(survivors, key=lambda r: r["line"]),
+                equivalents=sorted(equivalents, key=lambda r: r["line"]))
+
+
+def write_report(modules: list[dict], walls: dict[str, float]) -> str:
+    equivalent = load_equivalent()
+    rows, details = [], []
+    totals = dict(killed=0, survived=0)
+    for module in modules:
+        summary = summarise(module["path"], equivalent)
+        if summary is None:
+            rows.append(f"| {module['path']} | not run | | | | | | |")
+            continue
+        c = summary["counts"]
+        totals["killed"] += c["killed"]
+        totals["survived"] += c["survived"]
+        score = "–" if c["score"] is None else f"{100 * c['score']:.1f}%"
+        wall = walls.get(module["path"])
+        rows.append(f"| {module['path']}{' (stale)' if c['stale'] else ''} | {score} | {c['killed']} | "
+                    f"{c['survived']} | {c['equivalent']} | {c['incompetent']} | {c['pending']} | "
+                    f"{'' if wall is None else f'{wall:.0f}s'} |")
+        for kind, items in (("Surviving", summary["survivors"]), ("Equivalent (mutation/equivalent.toml)",
+                                                                   summary["equivalents"])):
+            if items:
+                details.append(f"\n### {module['path']}: {kind.lower()} mutants\n")
+                for r in items:
+                    why = f" — {r['why']}" if r.get("why") else ""
+                    details.append(f"- line {r['line']} `{r['operator']}` #{r['occurrence']}: "
+                                   f"`{r['old']}` → `{r['new']}`{why}")
+    done = totals["killed"] + totals["survived"]
+    overall = f"{100 * totals['killed'] / done:.1f}%" if done else "–"
+    text = "\n".join([
+        "# Mutation report (cosmic-ray)", "",
+        f"Written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `python -m mutation.run`. "
+        "Score = killed / (killed + surviving non-equivalent); equivalent mutants (mutation/equivalent.toml) "
+        "and incompetent ones (cannot be applied or imported) are left out; pending = not run yet.", "",
+        "| module | score | killed | survived | equivalent | incompetent | pending | wall (all runs) |",
+        "|---|---|---|---|---|---|---|---|", *rows, "",
+        f"Overall over the modules run: {overall} ({totals['killed']} killed, {totals['survived']} surviving).",
+        *details, ""])
+    REPORT.write_text(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("modules", nargs="*", help="module paths (default: all in mutation/modules.toml)")
+    parser.add_argument("--budget", type=float, default=None, help="wall-clock seconds per module")
+    parser.add_argument("--until", default=None, help="UTC HH:MM after which no module is started or continued")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--recheck", action="store_true",
+                        help="run the surviving mutants of the selected modules again (after adding tests)")
+    parser.add_argument("--init-only", action="store_true", help="build the sessions and count the mutants")
+    args = parser.parse_args(argv)
+    defaults, modules = load_modules()
+    unknown = set(args.modules) - {m["path"] for m in modules}
+    if unknown:
+        parser.error(f"not in {MODULES.relative_to(REPO)}: {sorted(unknown)}")
+    selected = [m for m in modules if not args.modules or m["path"] in args.modules]
+    walls_file = WORK / "walls.json"
+    walls = json.loads(walls_file.read_text()) if walls_file.exists() else {}
+    if args.report_only:
+        for module in selected:
+            session = SESSIONS / f"{slug(module['path'])}.sqlite"
+            if session.exists():
+                skip_annotations(module["path"], session)
+    else:
+        deadline = None
+        if args.until:
+            now = dt.datetime.now(dt.timezone.utc)
+            hh, mm = map(int, args.until.split(":"))
+            deadline = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+            if deadline < now:
+                deadline += dt.timedelta(days=1)
+        copy_tree()
+        walls_before = dict(walls)
+        for module in selected:
+            left = None if deadline is None else (deadline - dt.datetime.now(dt.timezone.utc)).total_seconds()
+            if left is not None and left < 30:
+                print(f"[mutation] {module['path']}: not started (past --until)", flush=True)
+                continue
+            budget = min(x for x in (args.budget, module.get("budget"), left) if x is not None) \
+                if any(x is not None for x in (args.budget, module.get("budget"), left)) else None
+            started = time.monotonic()
+            if args.init_only:
+                session = prepare(module, defaults)
+                summary = summarise(module["path"], load_equivalent())
+                print(f"[mutation] {module['path']}: {summary['counts']['total'] if summary else '?'} mutants",
+                      flush=True)
+                continue
+            try:
+                if not baseline(module):
+                    continue
+                session = prepare(module, defaults)
+                if session is None:
+                    continue
+                cfg = SESSIONS / f"{slug(module['path'])}.toml"
+                if args.recheck:
+                    recheck(module, session, budget, started)
+                remaining = None if budget is None else max(1.0, budget - (time.monotonic() - started))
+                cosmic_ray("exec", str(cfg), str(session), timeout=remaining)
+            finally:
+                restore(module["path"])  # whatever happened, the copy's source is the checkout's again
+                walls[module["path"]] = walls.get(module["path"], 0.0) + time.monotonic() - started
+                walls_file.write_text(json.dumps(walls, indent=1))
+            summary = summarise(module["path"], load_equivalent())
+            c = summary["counts"] if summary else {}
+            score = "–" if not c or c["score"] is None else f"{100 * c['score']:.1f}%"
+            print(f"[mutation] {module['path']}: score {score} "
+                  f"killed {c.get('killed')} survived {c.get('survived')} equivalent {c.get('equivalent')} "
+                  f"pending {c.get('pending')} ({time.monotonic() - started:.0f}s)", flush=True)
+    print(write_report(modules, walls))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
