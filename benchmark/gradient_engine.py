@@ -48,7 +48,9 @@ def weighted_backward(method: Method, losses: dict[str, Tensor], ctx: StepContex
         z_grads, head_grads = {}, {}
         params = requested_parameters(request, ctx, {} if cache is None else cache)
         vectors = parameter_gradients([losses[t] for t in active], params, ctx.loss_scale)
-        gram = vectors @ vectors.T  # (T, N) @ (N, T) -> (T, T)
+        # (T, N) @ (N, T) -> (T, T) in the gradients' dtype: a float64 copy of millions of weights costs
+        # more than the step's own backward on a CPU (GradNorm on resnet18: 0.72x instead of 0.95x)
+        gram = (vectors @ vectors.T).double()
     gradients = TaskGradients(tasks=active, absent=[t for t, p in zip(tasks, present) if not p],
                               losses=global_losses[[tasks.index(t) for t in active]],
                               all_losses=dict(zip(tasks, global_losses)), gram=gram, vectors=vectors,
@@ -170,7 +172,8 @@ def requested_parameters(request: GradientRequest, ctx: StepContext, cache: dict
 
 
 def parameter_gradients(losses: list[Tensor], params: list[nn.Parameter], loss_scale: float) -> Tensor:
-    """(T, N) unscaled gradients of ``losses`` with respect to ``params``, flattened, of the global batch.
+    """(T, N) unscaled gradients of ``losses`` with respect to ``params``, flattened, of the global batch,
+    in the parameters' dtype.
 
     Under ``torchrun`` each process's loss is its share of the global loss: the global gradient is
     the mean of the processes' (as gradient averaging makes it).
@@ -180,8 +183,10 @@ def parameter_gradients(losses: list[Tensor], params: list[nn.Parameter], loss_s
     rows = []
     for loss in losses:
         grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-        rows.append(torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(params, grads)]))
-    return all_reduce_mean(torch.stack(rows).double() / loss_scale)  # (T, N)
+        flat = [(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads)]
+        rows.append(flat[0] if len(flat) == 1 else torch.cat(flat))
+    vectors = torch.stack(rows)  # (T, N), in the gradients' dtype
+    return all_reduce_mean(vectors / loss_scale if loss_scale != 1.0 else vectors)
 
 
 def last_shared_layer(model: nn.Module, shared: Sequence[nn.Parameter], output: Tensor) -> str:

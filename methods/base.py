@@ -125,7 +125,8 @@ class TaskGradients:
         losses: (T,) float64 losses of ``tasks``, detached.
         all_losses: every task's loss by name (absent ones too), float64 scalars.
         gram: (T, T) float64 Gram matrix G_ij = <g_i, g_j> of the tasks' gradients.
-        vectors: (T, N) float64 gradients themselves (this process's share at z under ``torchrun``).
+        vectors: (T, N) gradients themselves: float64 at z (this process's share under ``torchrun``), in
+            the parameters' dtype (float32) for parameter targets, whose Gram is also taken in that dtype.
         step, epoch: where training is.
     """
 

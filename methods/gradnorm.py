@@ -116,7 +116,8 @@ class GradNorm(Method):
         objective = None
         if len(update) >= 2:
             rows = [gradients.tasks.index(self.tasks[i]) for i in update]
-            grad_norms = torch.linalg.vector_norm(gradients.vectors[rows].float(), dim=1).to(weights.device)
+            grads = gradients.vectors if rows == list(range(len(gradients.tasks))) else gradients.vectors[rows]
+            grad_norms = torch.linalg.vector_norm(grads.float(), dim=1).to(weights.device)
             initial = self.initial_loss_sum[update] / self.initial_loss_count[update]
             chosen = torch.stack([self.weights[i] for i in update])  # only these get a gradient (Adam skips the rest)
             objective = gradnorm_loss(chosen, grad_norms, global_losses[update], initial, self.alpha)
