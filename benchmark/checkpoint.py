@@ -76,6 +76,13 @@ class Progress:
             self.best_score, self.best_epoch, self.best_val = score, epoch, val
             self.best_state = copy.deepcopy(model.state_dict())
 
+    def out_of_patience(self, patience: int | None) -> bool:
+        """Whether ``patience`` epochs have passed since the best one (never when ``patience`` is None).
+
+        Meaningful on rank 0, the process that evaluates: the loop asks it through ``from_main``.
+        """
+        return patience is not None and self.best_epoch >= 0 and self.epoch - 1 - self.best_epoch >= patience
+
 
 def save_checkpoint(path: Path, cfg: RunConfig, trainer: Trainer, progress: Progress,
                     generator: torch.Generator) -> None:

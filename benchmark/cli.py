@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, help="default: the db's preset")
     run.add_argument("--lr", type=float, help="Adam learning rate (default: the preset, 1e-3 as in the paper)")
     run.add_argument("--image-size", type=int, help="default: the db's preset")
+    run.add_argument("--patience", type=int, metavar="EPOCHS", help="stop once this many epochs have passed "
+                     "without a better validation score (part of the run's identity; default: train every epoch)")
     run.add_argument("--attribute-loss", choices=ATTRIBUTE_LOSSES, help="reduction of an attribute task's BCE: "
                      "per_image (the paper's Eq. 1: mean over each image's annotated attributes, then over images; "
                      "the default) or pooled (one mean over all annotated entries)")

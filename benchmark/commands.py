@@ -56,7 +56,8 @@ def plan_runs(args: argparse.Namespace, device: Any) -> list[tuple[Any, Any]]:
                              epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              image_size=args.image_size, pretrained=args.pretrained,
                              method_set=args.method_set, db_set=args.db_set, data_root=args.data_root,
-                             precision=resolve_precision(args.amp, device), attribute_loss=args.attribute_loss)
+                             precision=resolve_precision(args.amp, device), attribute_loss=args.attribute_loss,
+                             patience=args.patience)
         db, configs = resolve_configs(request, db)  # one db for every seed: its files are read and checked once
         planned += [(db, cfg) for cfg in configs]
     for size in dict.fromkeys(cfg.image_size for _, cfg in planned):

@@ -18,7 +18,7 @@ ATTRIBUTE_LOSSES = ("per_image", "pooled")
 METHOD_FIELDS = ("method", "method_options")
 #: Fields added after runs were first stored, with their old implicit value: left out of ``to_dict`` (so of
 #: the run id and the stored config) at that value, so earlier runs keep their ids and protocols.
-LATER_FIELDS: dict[str, Any] = {"precision": "fp32", "attribute_loss": "pooled"}
+LATER_FIELDS: dict[str, Any] = {"precision": "fp32", "attribute_loss": "pooled", "patience": None}
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,9 @@ class RunConfig:
         attribute_loss: how an attribute task's loss averages its annotated entries
             (:data:`ATTRIBUTE_LOSSES`): ``per_image``, the paper's Eq. 1 and the default,
             or ``pooled``. Runs stored before the option existed were ``pooled`` and keep their ids.
+        patience: stop once this many epochs have passed without a better validation score (the chosen
+            epoch, and so the result, is the same as with ``epochs`` alone whenever validation peaks at least
+            ``patience`` epochs before the end); None (the default) trains every epoch.
     """
 
     method: str
@@ -54,6 +57,7 @@ class RunConfig:
     db_options: dict[str, Any] = field(default_factory=dict)
     precision: str = "fp32"
     attribute_loss: str = "per_image"
+    patience: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

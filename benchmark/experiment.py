@@ -24,7 +24,7 @@ METHOD_KEYS = ("name", "options", "folds", "backbones")  # folds, backbones: run
 DB_KEYS = ("name", "options", "data_root", "folds", "seeds", "preset", "optional")
 BACKBONE_KEYS = ("name", "pretrained", "preset")  # preset: overrides for this backbone (over the dbs' and the file's)
 PRESET_KEYS = {"epochs": int, "batch_size": int, "lr": float, "image_size": int, "precision": str,
-               "attribute_loss": str}
+               "attribute_loss": str, "patience": int}
 #: The allowed values of a preset's string keys (each part of a run's identity).
 PRESET_CHOICES = {"precision": PRECISIONS, "attribute_loss": ATTRIBUTE_LOSSES}
 RESOURCE_KEYS = ("cpus", "gpus")
@@ -167,7 +167,7 @@ def check_seeds(problems: Problems, where: str, value: Any) -> list[int]:
 
 
 def check_preset(problems: Problems, where: str, preset: Any) -> dict[str, Any]:
-    """Overrides of the dbs' presets: epochs, batch_size, lr, image_size (positive numbers), precision, attribute_loss."""
+    """Overrides of the dbs' presets: epochs, batch_size, lr, image_size, patience (positive numbers), precision, attribute_loss."""
     if not isinstance(preset, dict):
         problems.add(where, "must be a table, e.g. preset = { epochs = 2, image_size = 32 }")
         return {}

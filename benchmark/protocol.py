@@ -47,6 +47,13 @@ def check_overrides(epochs: int | None, batch_size: int | None, lr: float | None
         check_int("--image-size", image_size, 1, f"the input side in pixels{keep}, {preset.image_size}")
 
 
+def check_patience(patience: int | None, epochs: int) -> None:
+    """``--patience``: None, or a whole number of epochs from 1 to ``epochs - 1`` (more could never stop a run)."""
+    if patience is not None:
+        check_int("--patience", patience, 1, "epochs without a better validation score before training stops; "
+                  "leave the flag out to train every epoch", max(1, epochs - 1))
+
+
 def check_seed(seed: Any) -> None:
     check_int("--seed", seed, 0, "seeds are stored as 64-bit integers", MAX_SEED)
 

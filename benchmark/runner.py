@@ -20,7 +20,7 @@ from benchmark.distributed import from_main, is_main_process
 from benchmark.linked import dependency_configs, link_entry, load_linked, model_path, save_model
 from benchmark.options import parse_overrides, resolve
 from benchmark.pretrained import ensure_available, resolve_pretrained
-from benchmark.protocol import check_input_size, check_overrides, check_seed
+from benchmark.protocol import check_input_size, check_overrides, check_patience, check_seed
 from benchmark.provenance import environment, now, peak_memory_mb
 from benchmark.runlock import RunInProgressError, run_lock
 from benchmark.tasks import Problem, world_size
@@ -51,6 +51,7 @@ class RunRequest:
     data_root: str | None = None
     precision: str = "fp32"
     attribute_loss: str | None = None
+    patience: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,13 +87,15 @@ def resolve_configs(request: RunRequest, db: Db | None = None) -> tuple[Db, list
     expanded = method_cls.expand(options, db.problem(request.fold))
     for checked in expanded:  # its own checks of its options (ranges, combinations) and of what it needs of the
         method_cls(**checked).check_capabilities()  # gradient engine, before anything is stored
-    configs = [RunConfig(method=request.method, db=request.db, backbone=backbone, seed=request.seed,
-                         epochs=preset.epochs if request.epochs is None else request.epochs,
+    epochs = preset.epochs if request.epochs is None else request.epochs
+    check_patience(request.patience, epochs)
+    configs = [RunConfig(method=request.method, db=request.db, backbone=backbone, seed=request.seed, epochs=epochs,
                          batch_size=preset.batch_size if request.batch_size is None else request.batch_size,
                          lr=preset.lr if request.lr is None else request.lr, image_size=image_size,
                          augmentation=preset.augmentation, label_smoothing=preset.label_smoothing, fold=request.fold,
                          pretrained=pretrained, method_options=o, db_options=db.options(),
-                         precision=request.precision, attribute_loss=request.attribute_loss or ATTRIBUTE_LOSSES[0])
+                         precision=request.precision, attribute_loss=request.attribute_loss or ATTRIBUTE_LOSSES[0],
+                         patience=request.patience)
                for o in expanded]
     return db, configs
 

@@ -129,6 +129,10 @@ def train(cfg: RunConfig, db: Db, method: Method, device: torch.device, progress
     show = progress and is_main_process()
     for epoch in tqdm(range(state.epoch, cfg.epochs), desc=run_label(cfg, method), disable=not show, leave=False,
                       unit="epoch", dynamic_ncols=True):
+        if from_main(lambda: state.out_of_patience(cfg.patience)):  # at the top: a resumed run stopped early stays so
+            log.info("stopping early: no better validation score in the %d epochs since epoch %d", cfg.patience,
+                     state.best_epoch)
+            break
         tr.model.train()
         started, sums = time.perf_counter(), {}
         for batch in tqdm(train_loader, desc=f"epoch {epoch}", disable=not show, leave=False, unit="batch",
