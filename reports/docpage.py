@@ -103,8 +103,13 @@ def figure_links(runs: list[RunRecord], args: argparse.Namespace) -> str:
 
 
 def run_summary(runs: list[RunRecord]) -> str:
-    """Per method: runs, folds/seeds, mean wall time, best epochs (to see whether validation peaked early)."""
-    rows = ["| method | options | runs | mean wall time (s) | best epoch of epochs (each run) |", "|---|---|---|---|---|"]
+    """Per method: runs, mean wall time, and each run's chosen epoch of the epochs it trained.
+
+    The epochs are counted from 1: ``9/15`` is a run that chose its 9th epoch and trained 15 (with
+    ``patience``, it stopped there; a run whose chosen epoch is its last may not have peaked yet).
+    """
+    rows = ["| method | options | runs | mean wall time (s) | epochs (at most), patience | chosen epoch / epochs trained (each run) |",
+            "|---|---|---|---|---|---|"]
     groups: dict[tuple[str, str], list[RunRecord]] = {}
     for r in runs:
         options = ", ".join(f"{k}={v}" for k, v in sorted(r.method_options.items()) if k != "relatedness")
@@ -112,8 +117,9 @@ def run_summary(runs: list[RunRecord]) -> str:
     for (method, options), group in sorted(groups.items()):
         group.sort(key=lambda r: (r.fold if r.fold is not None else -1, r.seed))
         wall = statistics.mean(r.wall_time_s or 0.0 for r in group)
-        epochs = " ".join(f"{r.best_epoch}/{r.config.get('epochs')}" for r in group)
-        rows.append(f"| {method} | {options} | {len(group)} | {wall:.0f} | {epochs} |")
+        limits = ", ".join(sorted({f"{r.config.get('epochs')}, {r.config.get('patience') or '-'}" for r in group}))
+        epochs = " ".join(f"{r.best_epoch + 1}/{len(r.history) or r.config.get('epochs')}" for r in group)
+        rows.append(f"| {method} | {options} | {len(group)} | {wall:.0f} | {limits} | {epochs} |")
     total = sum(r.wall_time_s or 0.0 for r in runs)
     return "\n".join(rows) + f"\n\n{len(runs)} runs, {total / 3600:.1f} h of training in all.\n"
 

@@ -64,3 +64,14 @@ def test_check_says_stale_then_up_to_date(page, capsys):
 def test_a_bad_marker_names_itself(tmp_path):
     with pytest.raises(ValueError, match="bad docpage marker"):
         refresh("<!-- mtlbench: table --nope -->\n<!-- /mtlbench -->\n")
+
+
+def test_the_runs_block_gives_each_runs_chosen_epoch_of_the_epochs_it_trained():
+    from reports.docpage import run_summary
+
+    record = toy_records()[0]
+    stopped = record.__class__(**{**record.__dict__, "best_epoch": 3,
+                                  "history": [{"epoch": e} for e in range(10)],
+                                  "config": {**record.config, "epochs": 30, "patience": 6}})
+    table = run_summary([stopped])
+    assert "| 30, 6 | 4/10 |" in table, table  # chose its 4th epoch, stopped after the 10th of at most 30
