@@ -24,7 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from benchmark.relatedness import ACTION_UNITS, AU_NAMES, EXPRESSIONS, affect_affwild2_prior, affect_domain_prior
+from datasets.affect_tables import ACTION_UNITS, AU_NAMES, EXPRESSIONS, affect_affwild2_prior, affect_domain_prior
 from benchmark.tasks import TaskSpec
 from datasets.base import Preset
 from datasets.filedb import ImageDb

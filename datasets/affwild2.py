@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.relatedness import ACTION_UNITS
+from datasets.affect_tables import ACTION_UNITS
 from benchmark.tasks import TaskSpec
 from datasets.affect import AU, EXPRESSION, AffectDb, au_matrix, au_task, canonical_expression, expression_task
 from datasets.base import DBS

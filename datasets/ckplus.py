@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.relatedness import ACTION_UNITS, EXPRESSIONS
+from datasets.affect_tables import ACTION_UNITS, EXPRESSIONS
 from benchmark.tasks import TaskSpec
 from datasets.affect import AU, EXPRESSION, AffectDb, au_matrix, au_task, expression_task
 from datasets.base import DBS

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.relatedness import EXPRESSIONS
+from datasets.affect_tables import EXPRESSIONS
 from benchmark.tasks import TaskSpec
 from datasets.affect import AffectDb, expression_task
 from datasets.base import DBS

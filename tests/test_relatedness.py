@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.relatedness import (ACTION_UNITS, EXPRESSIONS, RelatednessError, affect_affwild2_prior,
-                                   affect_domain_prior, estimate, load_csv, save_csv)
+from benchmark.relatedness import RelatednessError, estimate, load_csv, save_csv
+from datasets.affect_tables import ACTION_UNITS, EXPRESSIONS, affect_affwild2_prior, affect_domain_prior
 from datasets.synthetic import SyntheticDb
 from methods.dmsca import resolve_relatedness
 

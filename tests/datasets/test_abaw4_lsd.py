@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.relatedness import EXPRESSIONS
+from datasets.affect_tables import EXPRESSIONS
 from datasets.abaw4_lsd import ABAW4LSD
 from datasets.files import MissingDataError
 from tests.datasets.affect_fixtures import LSD_FOLDERS, abaw4_lsd_tree

@@ -7,7 +7,7 @@ import pytest
 
 from benchmark.data import AUGMENTATIONS as LOADER_AUGMENTATIONS
 from benchmark.metrics import task_metrics
-from benchmark.relatedness import ACTION_UNITS, AU_NAMES, EXPRESSIONS, affect_affwild2_prior, affect_domain_prior
+from datasets.affect_tables import ACTION_UNITS, AU_NAMES, EXPRESSIONS, affect_affwild2_prior, affect_domain_prior
 from benchmark.tasks import METRIC_HIGHER_IS_BETTER
 from datasets import DBS
 from datasets.affect import (AUGMENTATIONS, affect_priors, au_matrix, au_task, canonical_expression,

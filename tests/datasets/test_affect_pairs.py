@@ -8,7 +8,7 @@ import torch
 
 from benchmark.cli import main
 from benchmark.data import make_loader
-from benchmark.relatedness import affect_domain_prior
+from datasets.affect_tables import affect_domain_prior
 from datasets import DBS
 from datasets.affect_pairs import AffectNetEmotioNet
 from datasets.files import MissingDataError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.relatedness import EXPRESSIONS
+from datasets.affect_tables import EXPRESSIONS
 from datasets.affectnet import AffectNet
 from datasets.files import MissingDataError
 from tests.datasets.affect_fixtures import affectnet_csv_tree, affectnet_npy_tree

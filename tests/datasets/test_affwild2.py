@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.relatedness import ACTION_UNITS, EXPRESSIONS
+from datasets.affect_tables import ACTION_UNITS, EXPRESSIONS
 from datasets.affwild2 import AffWild2, video_group
 from datasets.files import MissingDataError
 from tests.datasets.affect_fixtures import AFFWILD2_FILES, affwild2_tree

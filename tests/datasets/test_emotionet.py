@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.relatedness import ACTION_UNITS
+from datasets.affect_tables import ACTION_UNITS
 from datasets.emotionet import EmotioNet, au_number
 from datasets.files import MissingDataError
 from tests.datasets.affect_fixtures import EMOTIONET_AUS, emotionet_tree, emotionet_values

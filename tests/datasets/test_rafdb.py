@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from benchmark.relatedness import EXPRESSIONS
+from datasets.affect_tables import EXPRESSIONS
 from datasets.files import MissingDataError
 from datasets.rafdb import RAFDB
 from tests.datasets.affect_fixtures import rafdb_tree

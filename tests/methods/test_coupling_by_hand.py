@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.relatedness import ACTION_UNITS, EXPRESSIONS, affect_domain_prior
+from datasets.affect_tables import ACTION_UNITS, EXPRESSIONS, affect_domain_prior
 from methods.coupling import co_annotation_scores, dm_loss, sca_loss
 
 C = {e: i for i, e in enumerate(EXPRESSIONS)}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.relatedness import ACTION_UNITS, EXPRESSIONS, affect_domain_prior
+from datasets.affect_tables import ACTION_UNITS, EXPRESSIONS, affect_domain_prior
 from methods.coupling import attribute_distribution, co_annotation_scores, dm_loss, sca_loss
 
 HAPPY = EXPRESSIONS.index("happiness")
