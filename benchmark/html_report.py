@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from benchmark.stores import every_record
+from benchmark.stores import every_record, store_path
 from benchmark.provenance import now
 from results import COMPLETED, RunRecord
 
@@ -38,7 +38,7 @@ def write_page(args: argparse.Namespace) -> int:
         log.info("--format html shows every layout that applies and embeds its figures; "
                  "--layout, --curves and --figures are for the other formats")
     options = ReportOptions(spread=args.spread, test=args.test, alpha=args.alpha, per_run=args.per_run)
-    source = ", ".join(args.runs) if args.runs else str(Path(args.workdir) / "results.sqlite")
+    source = ", ".join(args.runs) if args.runs else str(store_path(args.workdir))
     page = html_page(records, dbs, args.backbone, options, heat_maps(records, dbs, args.data_root),
                      source=source, generated=now())
     out = Path(args.out or Path(args.workdir) / "report") / PAGE_NAME

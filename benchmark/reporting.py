@@ -1,4 +1,4 @@
-"""``python -m benchmark report``: tables and figures from the results store; it never trains.
+"""The figures of ``python -m benchmark report`` (its command is :mod:`benchmark.cli.report`); it never trains.
 
 Tables and figures are built by :mod:`reports` from stored runs alone. The relatedness heat maps
 also need the db (its class and attribute names, its priors, or its training split for the
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,67 +16,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from benchmark.tasks import Problem
-from benchmark.stores import completed_records
 from results import RunRecord
 
 if TYPE_CHECKING:
     from reports import Block
 
 log = logging.getLogger(__name__)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    """Print the chosen layout in the chosen format; write it (and figures) when asked."""
-    from reports import ReportOptions, build_tables, render
-    from reports.render import SUFFIXES
-
-    if not 0 < args.alpha < 1:
-        raise ValueError(f"--alpha {args.alpha}: the significance level must be between 0 and 1, e.g. 0.05")
-    records = completed_records(args)
-    records = [r for r in records if not args.backbone or r.backbone == args.backbone]
-    check_dbs(args, records)
-    dbs = args.db or sorted({r.db for r in records})
-    records = [r for r in records if r.db in dbs]
-    if not records:
-        what = f"db {', '.join(dbs)}" if args.db else "any db"
-        where = ", ".join(args.runs) if args.runs else args.workdir
-        raise ValueError(f"no completed run of {what}{f' with backbone {args.backbone}' if args.backbone else ''} "
-                         f"in {where}; train some with 'python -m benchmark run --db ... --method ...'")
-    options = ReportOptions(spread=args.spread, test=args.test, alpha=args.alpha, per_run=args.per_run)
-    tables = build_tables(records, args.layout, dbs, args.backbone, options)
-    text = render(tables, args.format)
-    print(text, end="")
-    if args.out:
-        out = Path(args.out) / f"{args.layout.replace('-', '_')}_{'_'.join(dbs)}.{SUFFIXES[args.format]}"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
-        print(f"wrote {out}", file=sys.stderr)
-    if args.figures:
-        folder = Path(args.out) if args.out else Path(args.workdir) / "figures"
-        paths = draw_figures(records, dbs, folder, args)
-        print(f"wrote {len(paths)} figure files under {folder}", file=sys.stderr)
-    return 0
-
-
-def check_dbs(args: argparse.Namespace, records: list[RunRecord]) -> None:
-    """Every ``--db`` named must have completed runs here; one without is an error naming it, the close names
-    (of the stored dbs and of the registry) and the dbs that do have runs."""
-    import difflib
-
-    from datasets import DBS
-
-    stored = sorted({r.db for r in records})
-    for db in args.db or []:
-        if db in stored:
-            continue
-        close = difflib.get_close_matches(db, stored, n=1, cutoff=0.6) or difflib.get_close_matches(
-            db, DBS.names(), n=1, cutoff=0.6)
-        where = ", ".join(args.runs) if args.runs else args.workdir
-        unknown = "" if db in DBS else f" ({db!r} is no registered db; see 'ls dbs')"
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        backbone = f" with backbone {args.backbone}" if args.backbone else ""
-        raise ValueError(f"--db {db}: no completed run of db {db}{backbone} in {where}{unknown}.{hint} "
-                         f"Dbs with completed runs there: {', '.join(stored) or 'none'}")
 
 
 def draw_figures(records: list[RunRecord], dbs: list[str], folder: Path, args: argparse.Namespace) -> list[Path]:

@@ -1,4 +1,5 @@
-"""Where runs are read from and written to: the one place that knows the store's file name.
+"""Where runs are read from and written to: the one place that knows where the store file is (its folder
+by default, its name).
 
 A work directory holds ``results.sqlite`` (:class:`results.ResultsStore`); commands that only read
 open it with ``create=False``, so a typo in ``--workdir`` is an error, not a new empty store. Reports
@@ -13,6 +14,8 @@ from pathlib import Path
 from results import COMPLETED, ResultsStore, RunRecord, read_jsonl
 
 STORE_FILE = "results.sqlite"
+#: The work directory commands use when ``--workdir`` is not given.
+DEFAULT_WORKDIR = "mtlbench-work"
 
 
 def store_path(workdir: str | Path) -> Path:

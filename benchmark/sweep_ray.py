@@ -26,7 +26,7 @@ from benchmark.linked import model_path
 from benchmark.provenance import now
 from benchmark.devices import pick_device
 from benchmark.runner import execute
-from benchmark.stores import STORE_FILE
+from benchmark.stores import open_store
 from benchmark.sweep_plan import Node, Outcome
 from benchmark.sweep_backends import error_text, outcome_of, record_failure
 from results import COMPLETED, ResultsStore, RunRecord
@@ -50,7 +50,7 @@ def ray_train(job: RayJob, *weights: bytes) -> dict[str, Any]:
     ``weights[i]`` is the weights file of ``job.dependencies[i]``; Ray resolves the object refs.
     """
     with tempfile.TemporaryDirectory(prefix="mtlbench-ray-") as scratch:
-        with ResultsStore(Path(scratch) / STORE_FILE) as store:
+        with open_store(scratch) as store:
             for record, blob in zip(job.dependencies, weights, strict=True):
                 store.put(RunRecord.from_json(record), replace=True)
                 path = model_path(scratch, record["run_id"])

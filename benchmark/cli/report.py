@@ -1,0 +1,99 @@
+"""``report``: negative-transfer and paper tables, and figures, from stored runs; it never trains."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from benchmark.cli.arguments import add_runs_source, add_store
+from benchmark.cli.command import Command
+from results import RunRecord
+
+#: ``report --layout`` values (reports.LAYOUTS, spelled out so the parser needs no plotting imports).
+REPORT_LAYOUTS = ["negative-transfer", "table2", "table3", "table4", "table5"]
+
+
+def add_arguments(rep: argparse.ArgumentParser) -> None:
+    """Which runs, which layout and format, the statistics, and what to write besides the printed table."""
+    rep.add_argument("--db", nargs="+", help="one or more dbs (default: every db in the store)")
+    rep.add_argument("--backbone", help="only runs with this backbone")
+    rep.add_argument("--layout", choices=REPORT_LAYOUTS, default="negative-transfer", help="default: %(default)s")
+    rep.add_argument("--format", choices=["markdown", "latex", "csv", "json", "html"], default="markdown",
+                     help="html: one self-contained page of every table and figure, written to --out DIR/index.html "
+                          "(default WORKDIR/report/)")
+    rep.add_argument("--out", metavar="DIR", help="also write the table (and --figures) into DIR")
+    rep.add_argument("--spread", choices=["std", "sem", "half_range"], default="std", help="± convention")
+    rep.add_argument("--test", choices=["ttest", "wilcoxon"], default="ttest", help="paired test vs single-task")
+    rep.add_argument("--alpha", type=float, default=0.05, help="level of the significance marker")
+    rep.add_argument("--per-run", action="store_true", help="negative-transfer rows per run, not per method")
+    rep.add_argument("--figures", action="store_true", help="also draw figures (PNG + PDF; --out or WORKDIR/figures)")
+    rep.add_argument("--curves", nargs="+", metavar="RUN_ID", help="runs (id prefixes) for the training curves")
+    rep.add_argument("--data-root", help="where a file-based db's files are (relatedness heat maps)")
+    add_runs_source(rep, example="e.g. results/reference/*.jsonl")
+    add_store(rep)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Print the chosen layout in the chosen format; write it (and figures) when asked. ``--format html`` is
+    one page of every table and figure (:mod:`benchmark.html_report`)."""
+    if args.format == "html":
+        from benchmark.html_report import write_page
+
+        return write_page(args)
+    from benchmark.reporting import draw_figures
+    from benchmark.stores import completed_records
+    from reports import ReportOptions, build_tables, render
+    from reports.render import SUFFIXES
+
+    if not 0 < args.alpha < 1:
+        raise ValueError(f"--alpha {args.alpha}: the significance level must be between 0 and 1, e.g. 0.05")
+    records = completed_records(args)
+    records = [r for r in records if not args.backbone or r.backbone == args.backbone]
+    check_dbs(args, records)
+    dbs = args.db or sorted({r.db for r in records})
+    records = [r for r in records if r.db in dbs]
+    if not records:
+        what = f"db {', '.join(dbs)}" if args.db else "any db"
+        where = ", ".join(args.runs) if args.runs else args.workdir
+        raise ValueError(f"no completed run of {what}{f' with backbone {args.backbone}' if args.backbone else ''} "
+                         f"in {where}; train some with 'python -m benchmark run --db ... --method ...'")
+    options = ReportOptions(spread=args.spread, test=args.test, alpha=args.alpha, per_run=args.per_run)
+    tables = build_tables(records, args.layout, dbs, args.backbone, options)
+    text = render(tables, args.format)
+    print(text, end="")
+    if args.out:
+        out = Path(args.out) / f"{args.layout.replace('-', '_')}_{'_'.join(dbs)}.{SUFFIXES[args.format]}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        print(f"wrote {out}", file=sys.stderr)
+    if args.figures:
+        folder = Path(args.out) if args.out else Path(args.workdir) / "figures"
+        paths = draw_figures(records, dbs, folder, args)
+        print(f"wrote {len(paths)} figure files under {folder}", file=sys.stderr)
+    return 0
+
+
+def check_dbs(args: argparse.Namespace, records: list[RunRecord]) -> None:
+    """Every ``--db`` named must have completed runs here; one without is an error naming it, the close names
+    (of the stored dbs and of the registry) and the dbs that do have runs."""
+    import difflib
+
+    from datasets import DBS
+
+    stored = sorted({r.db for r in records})
+    for db in args.db or []:
+        if db in stored:
+            continue
+        close = difflib.get_close_matches(db, stored, n=1, cutoff=0.6) or difflib.get_close_matches(
+            db, DBS.names(), n=1, cutoff=0.6)
+        where = ", ".join(args.runs) if args.runs else args.workdir
+        unknown = "" if db in DBS else f" ({db!r} is no registered db; see 'ls dbs')"
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        backbone = f" with backbone {args.backbone}" if args.backbone else ""
+        raise ValueError(f"--db {db}: no completed run of db {db}{backbone} in {where}{unknown}.{hint} "
+                         f"Dbs with completed runs there: {', '.join(stored) or 'none'}")
+
+
+COMMAND = Command("report", "negative-transfer and paper tables, figures, from stored runs (never trains)",
+                  add_arguments, handle)
