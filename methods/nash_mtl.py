@@ -76,6 +76,13 @@ class NashMTL(TorchJDWeighting):
         self._solvers = {}
         return super().build(backbone, heads, problem)
 
+    def single_task_alpha(self, gram: Tensor) -> Tensor:
+        """α for a batch that annotates one task: G α = 1/α gives α = 1/‖g‖ (Navon et al., Eq. 2 with T = 1),
+        then the clipping to ``max_norm`` (‖α g‖ = 1 before it), as TorchJD's solver would return."""
+        norm = float(gram.reshape(-1)[0]) ** 0.5
+        scale = min(1.0, self.max_norm) if self.max_norm > 0 else 1.0
+        return torch.tensor([scale / norm], dtype=torch.float64)
+
     def weights_from_gram(self, gram: Tensor, gradients: TaskGradients) -> Tensor:
         """α for this subset of tasks from TorchJD, with the subset's state restored before and saved after."""
         unknown = [t for t in gradients.tasks if t not in self.tasks]
@@ -83,6 +90,11 @@ class NashMTL(TorchJDWeighting):
             raise ValueError(f"nash_mtl: tasks {unknown} were not built (tasks: {self.tasks}); call build() first")
         index = [self.tasks.index(t) for t in gradients.tasks]
         row = sum(1 << i for i in index) - 1
+        if len(index) == 1:  # one annotated task: the bargaining solution in closed form (TorchJD's cvxpy
+            weights = self.single_task_alpha(gram)  # problem cannot be built for one task)
+            self.alpha[row, index] = weights.to(self.alpha.device)
+            self.calls[row] += 1
+            return weights
         entry = self._solvers.setdefault(row, [self._new_solver(len(index)), False])
         solver, solved_before = entry
         calls = int(self.calls[row])

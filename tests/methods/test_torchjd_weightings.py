@@ -170,3 +170,27 @@ def test_pcgrad_draws_from_the_run_seed_and_step_only():
 def test_bad_hyperparameters_are_refused_with_the_methods_name(name, options, message):
     with pytest.raises(ValueError, match=message):
         METHODS.get(name)(**options)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_batch_that_annotates_one_task_gets_a_finite_weight_for_it(name):
+    """Disjoint annotations give batches with one annotated task (found by the synthetic evidence sweep: Nash-MTL's
+    cvxpy problem could not be built for one task). Every weighting must then give that task one finite weight."""
+    method, problem, model, losses, ctx = _setup(name, n_tasks=2, unannotated=("att0",))
+    weights = weighted_step(method, losses, ctx)
+    assert weights["att0"] == 0.0
+    present = [t for t in problem.task_names if t != "att0"]
+    assert len(present) == 1 and bool(torch.isfinite(torch.tensor(weights[present[0]]))) and weights[present[0]] > 0
+    assert all(bool(torch.isfinite(p.grad).all()) for p in model.backbone.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("max_norm", [1.0, 0.25, 0.0])
+def test_nash_mtl_for_one_task_is_its_closed_form(max_norm):
+    """G α = 1/α with T = 1 gives α = 1/‖g‖; clipping ‖α g‖ (= 1) to max_norm scales it (0: no clipping)."""
+    method = METHODS.get("nash_mtl")(max_norm=max_norm)
+    method.build(torch.nn.Identity(), torch.nn.ModuleDict({t: torch.nn.Identity() for t in ("a", "b")}), None)
+    g = torch.tensor([3.0, 4.0], dtype=torch.float64)  # ‖g‖ = 5
+    weights = method.weighting(representation_gradients([g], [1.0], tasks=["b"]))
+    expected = (min(1.0, max_norm) if max_norm > 0 else 1.0) / 5.0
+    torch.testing.assert_close(weights, torch.tensor([expected], dtype=torch.float64))
+    assert int(method.calls[1]) == 1 and float(method.alpha[1, 1]) == pytest.approx(expected)  # subset {b}: row 2 - 1
