@@ -135,6 +135,23 @@ def test_export_import_between_workdirs(tmp_path, capsys):
     assert [r.to_json() for r in a] == [r.to_json() for r in b]
 
 
+def test_export_of_an_experiment_holds_its_grid_and_the_runs_they_built_on(tmp_path, capsys):
+    """``export --experiment``: one experiment's runs out of a work dir that holds others, teachers included."""
+    options = ", ".join(f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in TINY_DB.items())
+    experiment = tmp_path / "exp.toml"
+    experiment.write_text(f'seeds = [0]\n[preset]\nepochs = 1\n[[dbs]]\nname = "synthetic"\noptions = {{ {options} }}\n'
+                          '[[methods]]\nname = "student_teacher"\n')
+    work = tmp_path / "work"
+    assert main(["sweep", str(experiment), "--workdir", str(work), "--quiet"]) == 0
+    assert run(work, "--method", "no_coupling") == 0  # in the store, not in the experiment
+    out = tmp_path / "exp.jsonl"
+    assert main(["export", str(out), "--experiment", str(experiment), "--workdir", str(work)]) == 0
+    exported = sorted(json.loads(line)["method"] for line in out.read_text().splitlines())
+    assert exported == ["single_task", "single_task", "student_teacher"], exported  # the two teachers
+    assert main(["export", str(out), "--data-root", "cad=/x", "--workdir", str(work)]) == 2
+    assert "--data-root only applies with --experiment" in capsys.readouterr().err
+
+
 def test_pretrained_local_weights_are_loaded(tmp_path, capsys):
     from benchmark.backbones import SmallCNN
 

@@ -93,13 +93,40 @@ def add_export_arguments(exp: argparse.ArgumentParser) -> None:
     """The output file and which runs go into it."""
     exp.add_argument("file", help="output .jsonl file ('-' for stdout)")
     add_run_filters(exp, status_help="only runs with this status (e.g. completed, for committed reference results)")
+    exp.add_argument("--experiment", metavar="FILE.toml", help="only the runs of this experiment file's grid, as "
+                     "'sweep' plans it, and the runs they build on (teachers, AdaShare's search): one export per "
+                     "experiment from a work dir that holds several")
+    exp.add_argument("--data-root", action="append", default=[], metavar="DB=DIR",
+                     help="with --experiment: data root of a db, as given to 'sweep' (repeatable)")
     add_store(exp)
+
+
+def experiment_runs(path: str, data_roots: list[str], records: list[RunRecord]) -> list[RunRecord]:
+    """The ``records`` that the experiment file's grid asks for, and (from their stored links) those they built on."""
+    from benchmark.experiment import load
+    from benchmark.grid import expand
+    from benchmark.sweep import parse_data_roots
+
+    by_id = {r.run_id: r for r in records}
+    wanted = [run.cfg.run_id for run in expand(load(path), parse_data_roots(data_roots))]
+    chosen: set[str] = set()
+    while wanted:
+        run_id = wanted.pop()
+        if run_id in chosen or run_id not in by_id:
+            continue
+        chosen.add(run_id)
+        wanted.extend(by_id[run_id].linked_run_ids.values())
+    return [r for r in records if r.run_id in chosen]
 
 
 def handle_export(args: argparse.Namespace) -> int:
     """Write the matching runs to ``args.file`` (or stdout) and say how many."""
+    if args.data_root and not args.experiment:
+        raise ValueError("--data-root only applies with --experiment FILE.toml (it resolves that file's grid)")
     with open_store(args.workdir, create=False) as store:
         records = store.runs(db=args.db, method=args.method, status=args.status)
+        if args.experiment:
+            records = experiment_runs(args.experiment, args.data_root, records)
         if args.file == "-":
             count = store.export_jsonl(sys.stdout, records)
         else:
