@@ -27,10 +27,11 @@ from benchmark.amp import resolve_precision
 from benchmark.backbones import check_backbone, create_backbone, create_heads
 from benchmark.config import RunConfig
 from benchmark.data import augmentation
-from benchmark.linked import dependency_configs
+from benchmark.linked import Built, attach_linked
 from benchmark.options import parse_overrides, resolve
 from benchmark.protocol import check_input_size, check_int, check_workers
 from benchmark.devices import pick_device
+from benchmark.run_graph import run_graph
 from benchmark.runner import open_db
 from benchmark.seeding import seed_everything
 from benchmark.tasks import Batch, Problem
@@ -181,16 +182,22 @@ def _forever(loader: DataLoader) -> Iterator[Batch]:
 
 
 def untrained_links(cfg: RunConfig, problem: Problem, device: torch.device) -> dict[str, LinkedRun]:
-    """The runs ``cfg``'s method declares, untrained (their forward cost is what the bench measures), by role."""
-    out = {}
-    for role, dep in dependency_configs(cfg, problem).items():
+    """The runs ``cfg``'s method declares (its run graph's), untrained (their forward cost is what the bench
+    measures), by role; each built after, and handed, the runs it declares itself."""
+    def make(dep: RunConfig, deps: dict[str, tuple[RunConfig, Built]]) -> Built:
         method = METHODS.get(dep.method)(**dep.method_options)
-        for sub_role, run in untrained_links(dep, problem, device).items():
-            method.attach(sub_role, run)
+        attach_linked(method, deps, untrained_run)
         backbone, width = create_backbone(dep.backbone, dep.pretrained, load_weights=False)
         model = method.build(backbone, create_heads(problem.tasks, width), problem)
-        out[role] = LinkedRun(role, f"untrained-{dep.method}", dep.to_dict(), method.to(device), model.to(device).eval())
-    return out
+        return method.to(device), model.to(device).eval()
+
+    built = run_graph(cfg, problem).build_dependencies(cfg.run_id, make)
+    return {role: untrained_run(role, dep, run) for role, (dep, run) in built.items()}
+
+
+def untrained_run(role: str, cfg: RunConfig, built: Built) -> LinkedRun:
+    """An untrained run as a dependent receives it; its id says it is not one from the store."""
+    return LinkedRun(role, f"untrained-{cfg.method}", cfg.to_dict(), *built)
 
 
 def format_timings(timings: list[Timing]) -> str:

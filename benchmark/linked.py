@@ -2,15 +2,16 @@
 
 Multi-stage protocols (single-task teachers before a student, AdaShare's policy search before its
 retraining) are separate stored runs (DESIGN.md, Sec. 4). A method names them with
-``Method.dependencies``; each becomes a :class:`RunConfig` under the dependent run's protocol; a
-completed run leaves its best-epoch weights in ``WORKDIR/models/<run_id>.pt``, from which
-:func:`load_linked` rebuilds it for ``Method.attach``.
+``Method.dependencies``; :mod:`benchmark.run_graph` resolves them into :class:`RunConfig` s under the
+dependent run's protocol and walks them. A completed run leaves its best-epoch weights in
+``WORKDIR/models/<run_id>.pt``, from which :func:`load_linked` rebuilds it for ``Method.attach``;
+:func:`train_dependencies` trains them in memory instead.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ import torch
 
 from benchmark.backbones import create_backbone, create_heads
 from benchmark.config import RunConfig
-from benchmark.options import resolve
+from benchmark.run_graph import RunGraph, run_graph
+from benchmark.run_graph import dependency_configs as dependency_configs  # its old home; callers import it here
 from benchmark.tasks import Problem
 from benchmark.train import train
 from datasets import Db
@@ -27,21 +29,6 @@ from results import RunRecord
 
 MODELS_DIR = "models"
 MODEL_FILE_FORMAT = 1
-
-
-def dependency_configs(cfg: RunConfig, problem: Problem) -> dict[str, RunConfig]:
-    """The configs of the runs ``cfg``'s method declares it builds on, by role.
-
-    A dependency keeps every protocol field of ``cfg`` (db and its options, backbone, pretrained
-    weights, seed, fold, epochs, batch size, lr, image size) and takes its own method and fully
-    resolved hyperparameters, so its run id is the one the same request on the command line gets.
-    """
-    declared = METHODS.get(cfg.method).dependencies(dict(cfg.method_options), problem)
-    out = {}
-    for role, dep in declared.items():
-        options = resolve(METHODS.get(dep.method), dep.options)
-        out[role] = dataclasses.replace(cfg, method=dep.method, method_options=options)
-    return out
 
 
 def model_path(workdir: str | Path, run_id: str) -> Path:
@@ -62,8 +49,36 @@ def save_model(path: Path, cfg: RunConfig, model: MultiTaskModel, method: Method
         temporary.unlink(missing_ok=True)
 
 
-def load_linked(role: str, cfg: RunConfig, workdir: str | Path, problem: Problem, device: torch.device) -> LinkedRun:
-    """Rebuild the completed run ``cfg`` from its model file, its own linked runs attached first."""
+#: A run's method and network, ready to hand to a dependent's ``Method.attach`` as a :class:`LinkedRun`.
+Built = tuple[Method, MultiTaskModel]
+#: How a dependency's (role, config, built run) becomes the :class:`LinkedRun` its dependent receives.
+AsLinked = Callable[[str, RunConfig, Built], LinkedRun]
+
+
+def linked_run(role: str, cfg: RunConfig, built: Built) -> LinkedRun:
+    """The completed run ``cfg`` (its method and network ``built``) as its dependent receives it in ``role``."""
+    return LinkedRun(role, cfg.run_id, cfg.to_dict(), *built)
+
+
+def attach_linked(method: Method, deps: dict[str, tuple[RunConfig, Built]], as_linked: AsLinked = linked_run) -> None:
+    """Hand ``method`` its built dependencies (``RunGraph.build``'s ``deps``), each in its role, before ``build``."""
+    for role, (cfg, built) in deps.items():
+        method.attach(role, as_linked(role, cfg, built))
+
+
+def load_linked(role: str, cfg: RunConfig, workdir: str | Path, problem: Problem, device: torch.device,
+                graph: RunGraph | None = None) -> LinkedRun:
+    """Rebuild the completed run ``cfg`` from its model file, its own linked runs (a chain) loaded and attached first.
+
+    ``graph``: a run graph holding ``cfg`` (the dependent's), else ``cfg``'s own is made.
+    """
+    graph = run_graph(cfg, problem) if graph is None else graph
+    return linked_run(role, cfg, graph.build(cfg.run_id, lambda c, deps: _load(c, deps, workdir, problem, device)))
+
+
+def _load(cfg: RunConfig, deps: dict[str, tuple[RunConfig, Built]], workdir: str | Path, problem: Problem,
+          device: torch.device) -> Built:
+    """One completed run from its model file, given its own linked runs already loaded."""
     path = model_path(workdir, cfg.run_id)
     if not path.is_file():
         raise FileNotFoundError(
@@ -76,31 +91,30 @@ def load_linked(role: str, cfg: RunConfig, workdir: str | Path, problem: Problem
         raise ValueError(f"{path} holds run {saved.get('run_id')} (format {saved.get('format')}), not run "
                          f"{cfg.run_id} (format {MODEL_FILE_FORMAT}); delete it and retrain that run with --force")
     method = METHODS.get(cfg.method)(**cfg.method_options)
-    for sub_role, sub_cfg in dependency_configs(cfg, problem).items():  # a chain: its build may need them
-        method.attach(sub_role, load_linked(sub_role, sub_cfg, workdir, problem, device))
+    attach_linked(method, deps)  # a chain: its build may need them
     backbone, width = create_backbone(cfg.backbone, cfg.pretrained, load_weights=False)  # weights: from the file
     model = method.build(backbone, create_heads(problem.tasks, width), problem)
     model.load_state_dict(saved["model"])
     method.load_state_dict(saved["method"])
-    return LinkedRun(role, cfg.run_id, cfg.to_dict(), method.to(device), model.to(device).eval())
+    return method.to(device), model.to(device).eval()
 
 
 def train_dependencies(cfg: RunConfig, db: Db, device: torch.device,
-                       cache: dict[str, tuple[Method, MultiTaskModel]] | None = None) -> dict[str, LinkedRun]:
+                       cache: dict[str, Built] | None = None) -> dict[str, LinkedRun]:
     """Train the runs ``cfg`` builds on in memory, without store or files (tests, notebooks), by role.
 
     ``cache`` (by run id) lets several calls share a trained dependency.
     """
-    cache = {} if cache is None else cache
-    out = {}
-    for role, dep in dependency_configs(cfg, db.problem(cfg.fold)).items():
-        if dep.run_id not in cache:
-            method = METHODS.get(dep.method)(**dep.method_options)
-            result = train(dep, db, method, device, progress=False, linked=train_dependencies(dep, db, device, cache))
-            assert result.model is not None
-            cache[dep.run_id] = (method, result.model)
-        out[role] = LinkedRun(role, dep.run_id, dep.to_dict(), *cache[dep.run_id])
-    return out
+    def make(dep: RunConfig, deps: dict[str, tuple[RunConfig, Built]]) -> Built:
+        method = METHODS.get(dep.method)(**dep.method_options)
+        linked = {role: linked_run(role, c, built) for role, (c, built) in deps.items()}
+        result = train(dep, db, method, device, progress=False, linked=linked)
+        assert result.model is not None
+        return method, result.model
+
+    graph = run_graph(cfg, db.problem(cfg.fold))
+    built = graph.build_dependencies(cfg.run_id, make, {} if cache is None else cache)
+    return {role: linked_run(role, dep, run) for role, (dep, run) in built.items()}
 
 
 def link_entry(record: RunRecord) -> dict[str, Any]:

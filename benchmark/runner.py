@@ -17,11 +17,12 @@ from benchmark.backbones import BUILTIN_BACKBONES, check_backbone
 from benchmark.checkpoint import checkpoint_path
 from benchmark.config import ATTRIBUTE_LOSSES, RunConfig
 from benchmark.distributed import from_main, is_main_process
-from benchmark.linked import dependency_configs, link_entry, load_linked, model_path, save_model
+from benchmark.linked import link_entry, load_linked, model_path, save_model
 from benchmark.options import parse_overrides, resolve
 from benchmark.pretrained import ensure_available, resolve_pretrained
 from benchmark.protocol import check_input_size, check_overrides, check_patience, check_seed
 from benchmark.provenance import environment, now, peak_memory_mb
+from benchmark.run_graph import RunGraph, run_graph
 from benchmark.runlock import RunInProgressError, run_lock
 from benchmark.tasks import Problem, world_size
 from benchmark.train import TrainOptions, TrainResult, train
@@ -118,13 +119,15 @@ CHECKPOINT_POLICIES = ("temporary", "keep", "off")
 def execute(cfg: RunConfig, db: Db, store: ResultsStore, device: torch.device, *, force: bool = False,
             progress: bool = True, workdir: str | Path | None = None, resume: bool = False,
             checkpoints: str = "temporary", options: TrainOptions | None = None, wait: bool = False,
-            verify: bool = True, _chain: tuple[str, ...] = ()) -> RunRecord:
+            verify: bool = True, graph: RunGraph | None = None) -> RunRecord:
     """Train and store one run, or return the stored one if it already completed (unless ``force``).
 
     The runs its method builds on (``Method.dependencies``) are reused when completed, else trained
-    first (``force`` never reaches them), and handed to the method; the stored run links them. A
-    completed run's best-epoch weights go to ``workdir/models/<run_id>.pt`` (``workdir`` defaults to
-    the store's folder) before it is marked completed. A failure of any kind, Ctrl-C included, marks
+    first (``force`` never reaches them), and handed to the method; the stored run links them. They
+    come from ``graph`` (:mod:`benchmark.run_graph`; the dependent's own when this trains a dependency),
+    else from ``cfg``'s graph, made here: a cycle is refused before anything is stored. A completed
+    run's best-epoch weights go to ``workdir/models/<run_id>.pt`` (``workdir`` defaults to the store's
+    folder) before it is marked completed. A failure of any kind, Ctrl-C included, marks
     the run failed with the reason (and the traceback, after a blank line) and re-raises.
 
     One process trains a run at a time (``benchmark/runlock.py``): a run another process is training
@@ -147,8 +150,7 @@ def execute(cfg: RunConfig, db: Db, store: ResultsStore, device: torch.device, *
     if existing is not None and existing.status == COMPLETED and not force:
         log.info("skipping %s: completed run %s exists (use --force to train again)", cfg.describe(), cfg.run_id)
         return existing
-    if cfg.run_id in _chain:
-        raise ValueError(f"method {cfg.method!r} depends on itself through runs {' -> '.join(_chain)}; fix its dependencies()")
+    graph = run_graph(cfg, db.problem(cfg.fold)) if graph is None else graph
     workdir = store.path.parent if workdir is None else Path(workdir)
     how = {"resume": resume, "checkpoints": checkpoints, "options": options, "wait": wait, "verify": verify}
     with claim(workdir, cfg, wait):
@@ -157,7 +159,7 @@ def execute(cfg: RunConfig, db: Db, store: ResultsStore, device: torch.device, *
                 not force or existing is None or again.finished_at != existing.finished_at):
             log.info("%s: another process completed run %s meanwhile; using it", cfg.describe(), cfg.run_id)
             return again
-        linked, links = run_dependencies(cfg, db, store, device, workdir, progress, _chain + (cfg.run_id,), **how)
+        linked, links = run_dependencies(cfg, graph, db, store, device, workdir, progress, **how)
         if verify:
             verify_data(db, cfg.image_size, progress)
         return train_and_store(cfg, db, store, device, workdir, progress, linked, links, resume=resume,
@@ -243,16 +245,17 @@ def execution(options: TrainOptions | None, resume: bool, checkpoint: Path | Non
                           "resumed": bool(resume and checkpoint is not None and checkpoint.is_file())}}
 
 
-def run_dependencies(cfg: RunConfig, db: Db, store: ResultsStore, device: torch.device, workdir: Path,
-                     progress: bool, chain: tuple[str, ...], **how: Any) -> tuple[dict[str, LinkedRun], dict[str, Any]]:
-    """Reuse or train every run ``cfg`` builds on; returns them loaded for the method, and the links to store."""
+def run_dependencies(cfg: RunConfig, graph: RunGraph, db: Db, store: ResultsStore, device: torch.device,
+                     workdir: Path, progress: bool, **how: Any) -> tuple[dict[str, LinkedRun], dict[str, Any]]:
+    """Reuse or train every run ``cfg`` builds on (its direct dependencies in ``graph``, by role; theirs
+    through :func:`execute`); returns them loaded for the method, and the links to store."""
     problem = db.problem(cfg.fold)
     linked: dict[str, LinkedRun] = {}
     links: dict[str, Any] = {}
-    for role, dep in dependency_configs(cfg, problem).items():
+    for role, dep in graph.dependencies(cfg.run_id).items():
         log.info("%s needs %s as %r", cfg.describe(), dep.describe(), role)
-        record = execute(dep, db, store, device, progress=progress, workdir=workdir, _chain=chain, **how)
-        linked[role] = load_linked(role, dep, workdir, problem, device)
+        record = execute(dep, db, store, device, progress=progress, workdir=workdir, graph=graph, **how)
+        linked[role] = load_linked(role, dep, workdir, problem, device, graph)
         links[role] = link_entry(record)
     return linked, links
 

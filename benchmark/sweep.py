@@ -15,6 +15,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -25,10 +26,12 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from benchmark.config import RunConfig
 from benchmark.experiment import Experiment, ExperimentError, load
 from benchmark.grid import DbSpec, GridRun, check_grid_data, expand
-from benchmark.linked import dependency_configs, model_path
+from benchmark.linked import model_path
 from benchmark.options import resolve
+from benchmark.run_graph import DependencyCycleError, RunGraph, dependency_configs
 from benchmark.stores import store_path
 from benchmark.sweep_plan import DONE, RESUME, RUN, Backend, Node, Outcome, Plan
+from benchmark.tasks import Problem
 from datasets import Db
 from methods import METHODS
 from results import COMPLETED, FAILED, RUNNING, ResultsStore
@@ -39,42 +42,59 @@ log = logging.getLogger(__name__)
 QUIET_LOGGERS = ("benchmark.train", "benchmark.runner", "methods")
 
 def build_plan(path: Path, grid: list[GridRun], store: ResultsStore | None, workdir: str | Path, force: bool) -> Plan:
-    """Add the grid's dependencies (recursively), order them first and decide each run's action.
+    """Add the grid's dependencies (recursively, as one run graph), order them first and decide each run's action.
 
     ``store`` None (a dry run before any store exists) plans every run to train.
     ``force`` retrains the grid's own runs, never a dependency that is not itself in the grid.
     Raises :class:`ExperimentError` when a method's dependencies cannot be made, depend on each
     other in a cycle, or a completed dependency's weights file is missing.
     """
-    nodes: dict[str, Node] = {}
-    dbs: dict[DbSpec, Db] = {}
-
-    def visit(cfg: RunConfig, spec: DbSpec, source: str | None, chain: tuple[str, ...]) -> None:
-        node = nodes.get(cfg.run_id)
-        if node is None:
-            if cfg.run_id in chain:
-                raise ExperimentError(f"{path}: {cfg.describe()} depends on itself through runs "
-                                      f"{' -> '.join(chain + (cfg.run_id,))}; fix {cfg.method}.dependencies()")
-            if spec not in dbs:
-                dbs[spec] = spec.open()
-            try:
-                deps = dependency_configs(cfg, dbs[spec].problem(cfg.fold))
-            except (KeyError, ValueError) as exc:
-                raise ExperimentError(f"{path}: the runs {cfg.describe()} builds on cannot be made: {exc}") from exc
-            for dep in deps.values():
-                visit(dep, spec, None, chain + (cfg.run_id,))
-            node = nodes[cfg.run_id] = Node(cfg, spec, [], [d.run_id for d in deps.values()])
-        if source is not None:
-            node.sources.append(source)
-
+    graph = RunGraph(partial(_declared, path))
+    specs: dict[str, DbSpec] = {}  # a dependency uses the db of the first grid run that needs it
+    sources: dict[str, list[str]] = {}
+    problems = _Problems()
     for run in grid:
         for source in run.sources:
-            visit(run.cfg, run.db, source, ())
-    plan = Plan(path, list(nodes.values()))
+            if run.cfg.run_id not in graph:
+                _add(graph, run.cfg, problems.of(run.db, run.cfg.fold), path)
+                for cfg in [*graph.closure(run.cfg.run_id), run.cfg]:
+                    specs.setdefault(cfg.run_id, run.db)
+            sources.setdefault(run.cfg.run_id, []).append(source)
+    nodes = [Node(cfg, specs[cfg.run_id], sources.get(cfg.run_id, []), graph.needs(cfg.run_id))
+             for cfg in graph.order()]
+    plan = Plan(path, nodes, graph)
     for node in plan.nodes:
         node.action = decide(node, store, force)
     check_weights(plan, workdir)
     return plan
+
+
+class _Problems:
+    """Each grid db opened once, when a run on it is first planned; its problems by fold."""
+
+    def __init__(self) -> None:
+        self.dbs: dict[DbSpec, Db] = {}
+
+    def of(self, spec: DbSpec, fold: int | None) -> Problem:
+        if spec not in self.dbs:
+            self.dbs[spec] = spec.open()
+        return self.dbs[spec].problem(fold)
+
+
+def _declared(path: Path, cfg: RunConfig, problem: Problem) -> dict[str, RunConfig]:
+    """:func:`~benchmark.run_graph.dependency_configs`, its errors worded for the experiment file."""
+    try:
+        return dependency_configs(cfg, problem)
+    except (KeyError, ValueError) as exc:
+        raise ExperimentError(f"{path}: the runs {cfg.describe()} builds on cannot be made: {exc}") from exc
+
+
+def _add(graph: RunGraph, cfg: RunConfig, problem: Problem, path: Path) -> None:
+    """``graph.add``, a cycle reported as a problem of the experiment file."""
+    try:
+        graph.add(cfg, problem)
+    except DependencyCycleError as exc:
+        raise ExperimentError(f"{path}: {exc}") from exc
 
 
 def decide(node: Node, store: ResultsStore | None, force: bool) -> str:

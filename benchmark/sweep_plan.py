@@ -7,12 +7,13 @@ Kept apart from ``benchmark/sweep.py`` (planning and the command) so that the ex
 from __future__ import annotations
 
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from benchmark.config import RunConfig
 from benchmark.grid import DbSpec
+from benchmark.run_graph import RunGraph
 
 #: What a sweep does with a run: nothing (completed in the store), train it, or resume an unfinished one.
 DONE, RUN, RESUME = "done", "run", "resume"
@@ -20,7 +21,8 @@ DONE, RUN, RESUME = "done", "run", "resume"
 
 @dataclass
 class Node:
-    """One run of the plan: its config and db, the file entries asking for it (none: a dependency only)."""
+    """One run of the plan: its config and db, the file entries asking for it (none: a dependency only),
+    and the run ids it builds on directly (one per role, as the run graph has them)."""
 
     cfg: RunConfig
     db: DbSpec
@@ -39,24 +41,18 @@ class Node:
 
 @dataclass
 class Plan:
-    """The runs of a sweep, every dependency before the runs that need it."""
+    """The runs of a sweep, every dependency before the runs that need it: the nodes of ``graph`` in its order."""
 
     path: Path
     nodes: list[Node]
+    graph: RunGraph = field(repr=False)
 
     def __post_init__(self) -> None:
         self.by_id = {n.run_id: n for n in self.nodes}
 
     def closure(self, node: Node) -> list[Node]:
         """Every run ``node`` builds on, directly or through a chain, in plan order."""
-        seen: set[str] = set()
-        stack = list(node.needs)
-        while stack:
-            run_id = stack.pop()
-            if run_id not in seen:
-                seen.add(run_id)
-                stack += self.by_id[run_id].needs
-        return [n for n in self.nodes if n.run_id in seen]
+        return [self.by_id[cfg.run_id] for cfg in self.graph.closure(node.run_id)]
 
     def count(self, action: str, in_grid: bool | None = None) -> int:
         return sum(n.action == action and (in_grid is None or n.in_grid == in_grid) for n in self.nodes)

@@ -28,7 +28,10 @@ import torch
 
 from benchmark.amp import MixedPrecision
 from benchmark.backbones import create_backbone, create_heads
+from benchmark.config import RunConfig
+from benchmark.linked import Built, attach_linked
 from benchmark.options import resolve
+from benchmark.run_graph import run_graph
 from benchmark.tasks import Batch, Problem, TaskSpec
 from benchmark.train import Trainer
 from benchmark.train import train_step as loop_step
@@ -78,22 +81,36 @@ def _method(name: str, problem: Problem, options: dict | None = None) -> Method:
     return cls(**cls.expand(resolve(cls, options or {}), problem)[0])
 
 
-def _attach_untrained_dependencies(method: Method, backbone: str, problem: Problem) -> None:
-    """Give a method the linked runs it declares (e.g. teachers), untrained: their cost is what is timed."""
-    for role, dep in method.dependencies(method.hparams(), problem).items():
-        linked = _method(dep.method, problem, dep.options)
-        _attach_untrained_dependencies(linked, backbone, problem)
+def _attach_untrained_dependencies(method: Method, name: str, backbone: str, problem: Problem) -> None:
+    """Give ``method`` (registered as ``name``) the linked runs it declares (e.g. teachers), untrained:
+    their cost is what is timed.
+
+    They are the nodes of the method's run graph (:mod:`benchmark.run_graph`, on a placeholder protocol:
+    only the methods and their options matter here), each built after the ones it declares itself.
+    """
+    def make(dep: RunConfig, deps: dict[str, tuple[RunConfig, Built]]) -> Built:
+        linked = METHODS.get(dep.method)(**dep.method_options)
+        attach_linked(linked, deps, _untrained)
         net, width = create_backbone(backbone)
         model = linked.build(net, create_heads(problem.tasks, width), problem)
         linked.eval(), model.eval()
-        method.attach(role, LinkedRun(role, f"untrained-{dep.method}", {}, linked, model))
+        return linked, model
+
+    cfg = RunConfig(method=name, db=problem.db, backbone=backbone, seed=0, epochs=1, batch_size=1, lr=0.0,
+                    image_size=1, method_options=method.hparams())
+    attach_linked(method, run_graph(cfg, problem).build_dependencies(cfg.run_id, make), _untrained)
+
+
+def _untrained(role: str, cfg: RunConfig, built: Built) -> LinkedRun:
+    """An untrained linked run as its dependent receives it (no stored config: nothing here is stored)."""
+    return LinkedRun(role, f"untrained-{cfg.method}", {}, *built)
 
 
 def build_method(name: str, backbone: str, problem: Problem, lr: float = 1e-3, seed: int = 0,
                  options: dict | None = None) -> Setup:
     """Method ``name`` with its default hyperparameters on a fresh ``backbone`` (same init for a given seed)."""
     method = _method(name, problem, options)
-    _attach_untrained_dependencies(method, backbone, problem)
+    _attach_untrained_dependencies(method, name, backbone, problem)
     torch.manual_seed(seed)
     net, width = create_backbone(backbone)
     model = method.build(net, create_heads(problem.tasks, width), problem)

@@ -8,6 +8,7 @@ import torch
 from benchmark import runner
 from benchmark.cli import main
 from benchmark.linked import model_path
+from benchmark.run_graph import DependencyCycleError, run_graph
 from benchmark.runner import RunRequest, execute, resolve_configs
 from benchmark.train import train
 from methods import Dependency, LinkedRun, Method
@@ -44,6 +45,8 @@ def test_teachers_are_trained_once_linked_and_reused(tmp_path, trained):
     _, teacher_cfgs = configs("single_task")  # the runs the command line makes for the same protocol
     teachers = {f"teacher:{c.method_options['task']}": c.run_id for c in teacher_cfgs}
     assert first.status == "completed" and first.linked_run_ids == teachers
+    graph = run_graph(student_cfg, db.problem(student_cfg.fold))  # the runner links the run graph's runs
+    assert teachers == {role: dep.run_id for role, dep in graph.dependencies(student_cfg.run_id).items()}
     stored = {r.run_id: r for r in store.runs(method="single_task")}
     assert set(stored) == set(teachers.values()) and all(r.status == "completed" for r in stored.values())
     assert all(model_path(tmp_path, run_id).is_file() for run_id in [first.run_id, *teachers.values()])
@@ -94,8 +97,10 @@ def test_weights_that_fail_to_save_fail_the_run(tmp_path, monkeypatch):
 def test_a_method_depending_on_itself_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(SingleTask, "dependencies", classmethod(lambda cls, o, p: {"me": Dependency("single_task", o)}))
     db, [cfg, _] = configs("single_task")
-    with pytest.raises(ValueError, match="depends on itself"):
-        execute(cfg, db, ResultsStore(tmp_path / "results.sqlite"), CPU, progress=False)
+    store = ResultsStore(tmp_path / "results.sqlite")
+    with pytest.raises(DependencyCycleError, match=f"depends on itself through runs {cfg.run_id} -> {cfg.run_id}"):
+        execute(cfg, db, store, CPU, progress=False)
+    assert store.runs() == []  # refused while the run graph is made, before a row is stored
 
 
 def test_default_attach_refuses_a_dependency_it_did_not_ask_for():

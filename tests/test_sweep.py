@@ -14,6 +14,7 @@ from benchmark.cli import main
 from benchmark.experiment import ExperimentError, load
 from benchmark.grid import expand
 from benchmark.linked import model_path
+from benchmark.run_graph import RunGraph
 from benchmark.runner import execute
 from benchmark.sweep import DONE, RESUME, RUN, Node, Outcome, Plan, Progress, build_plan, run_plan
 from benchmark.train import train
@@ -161,12 +162,16 @@ class FakeBackend:
 
 
 def test_the_scheduler_keeps_to_its_slots_and_never_starts_a_run_before_its_dependencies():
-    ids = {name: tiny_config("no_coupling", seed=i).run_id for i, name in enumerate("abcdef")}
+    cfgs = {name: tiny_config("no_coupling", seed=i) for i, name in enumerate("abcdef")}
+    ids = {name: cfg.run_id for name, cfg in cfgs.items()}
     needs = {"a": [], "b": [], "c": ["a"], "d": ["b"], "e": ["d"], "f": []}  # b fails: d and e must not start
-    nodes = [Node(tiny_config("no_coupling", seed=i), None, ["grid"], [ids[d] for d in needs[name]], RUN)
-             for i, name in enumerate("abcdef")]
+    by_id = {v: k for k, v in ids.items()}
+    graph = RunGraph(lambda cfg, _: {f"on:{d}": cfgs[d] for d in needs[by_id[cfg.run_id]]})  # faked declarations
+    for cfg in cfgs.values():
+        graph.add(cfg, None)  # type: ignore[arg-type]  # the fake needs no problem
+    nodes = [Node(cfg, None, ["grid"], graph.needs(cfg.run_id), RUN) for cfg in graph.order()]
     backend = FakeBackend(slots=2, fails=ids["b"])
-    summary = run_plan(Plan("grid.toml", nodes), backend, Progress(6, enabled=False))
+    summary = run_plan(Plan("grid.toml", nodes, graph), backend, Progress(6, enabled=False))
     name = {v: k for k, v in ids.items()}
     started = [name[run_id] for run_id, _ in backend.order]
     assert backend.most <= 2 and started == ["a", "b", "c", "f"]
