@@ -25,7 +25,8 @@ import torch
 from benchmark.config import RunConfig
 from benchmark.distributed import gather_objects, is_main_process, rank
 from benchmark.evaluate import selection_score
-from benchmark.tasks import Problem, world_size
+from benchmark.collectives import world_size
+from benchmark.tasks import Problem
 
 if TYPE_CHECKING:
     from benchmark.train import Trainer

@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Sampler
 
-from benchmark.tasks import world_size
+from benchmark.collectives import world_size
 
 log = logging.getLogger(__name__)
 

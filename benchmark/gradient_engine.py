@@ -18,7 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from benchmark.tasks import Batch, all_reduce_mean, global_count, world_size
+from benchmark.collectives import all_reduce_mean, global_count, world_size
+from benchmark.tasks import Batch
 from methods.base import GradientRequest, Method, StepContext, TaskGradients, Weighting
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,8 @@ from benchmark.protocol import check_input_size, check_overrides, check_patience
 from benchmark.provenance import environment, now, peak_memory_mb
 from benchmark.run_graph import RunGraph, run_graph
 from benchmark.runlock import RunInProgressError, run_lock
-from benchmark.tasks import Problem, world_size
+from benchmark.collectives import world_size
+from benchmark.tasks import Problem
 from benchmark.train import TrainOptions, TrainResult, train
 from datasets import DBS, Db
 from methods import METHODS, LinkedRun, Method

@@ -31,7 +31,8 @@ from benchmark.evaluate import evaluate
 from benchmark.options import keyword_parameters
 from benchmark.gradient_engine import weighted_backward
 from benchmark.seeding import seed_everything
-from benchmark.tasks import Batch, Problem, task_loss, world_size
+from benchmark.collectives import world_size
+from benchmark.tasks import Batch, Problem, task_loss
 from benchmark.tensorboard import open_epoch_log
 from datasets.base import Db, TaskDataset
 from methods.base import LinkedRun, Method, MultiTaskModel, StepContext

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmark.tasks import as_global_mean
+from benchmark.collectives import as_global_mean
 
 DMForm = Literal["paper", "bernoulli"]
 SCAForm = Literal["paper", "soft_target"]

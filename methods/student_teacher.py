@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from benchmark.tasks import Problem, TaskSpec, attribute_count, global_count, world_size
+from benchmark.collectives import global_count, world_size
+from benchmark.tasks import Problem, TaskSpec, attribute_count
 from methods.base import METHODS, Dependency, LinkedRun, Method, MultiTaskModel, StepContext
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from benchmark.tasks import Batch, all_reduce_mean, global_count
+from benchmark.collectives import all_reduce_mean, global_count
+from benchmark.tasks import Batch
 
 _MASK64 = (1 << 64) - 1
 

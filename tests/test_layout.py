@@ -9,10 +9,14 @@ import pytest
 
 from tests.conftest import REPO
 
+#: The contract modules of ``benchmark`` that methods and dbs (built in or plugins) build on.
+CONTRACT = {"benchmark.registry", "benchmark.tasks", "benchmark.relatedness", "benchmark.collectives",
+            "benchmark.config"}
 # What each package may import from the project. methods/datasets may use only the contract
-# modules of ``benchmark`` (the registry, the task/batch types, relatedness), never the CLI, runner or store.
+# modules of ``benchmark`` (the registry, the task/batch types, relatedness, the collectives), never the
+# CLI, runner or store.
 ALLOWED = {
-    "methods": {"methods", "benchmark.registry", "benchmark.tasks", "benchmark.relatedness"},
+    "methods": {"methods", "benchmark.registry", "benchmark.tasks", "benchmark.relatedness", "benchmark.collectives"},
     "datasets": {"datasets", "benchmark.registry", "benchmark.tasks", "benchmark.relatedness"},
     "results": {"results"},
     "reports": {"reports", "results"},
@@ -36,6 +40,14 @@ def test_imports_go_one_way(package):
         for name in _project_imports(path):
             ok = any(name == a or name.startswith(a + ".") for a in ALLOWED[package])
             assert ok, f"{path.relative_to(REPO)} imports {name}; {package} may import only {sorted(ALLOWED[package])}"
+
+
+def test_the_contract_is_a_leaf():
+    """The modules plugins import import nothing of the project but each other: no runner, store or CLI."""
+    for module in sorted(CONTRACT):
+        path = REPO / (module.replace(".", "/") + ".py")
+        others = _project_imports(path) - CONTRACT
+        assert not others, f"{module} (part of the plugin contract) imports {sorted(others)}"
 
 
 def test_datasets_is_ours_not_hugging_face():
