@@ -1,8 +1,9 @@
 """AdaShare's network: a per-task execute/skip gate on every residual block of a timm ResNet.
 
 Sun, Panda, Feris & Saenko, "AdaShare: Learning What To Share For Efficient Deep Multi-Task
-Learning", NeurIPS 2020, Sec. 3. The method (``methods/adashare.py``) builds :class:`SearchNet`
-for the policy search and :class:`FixedPolicyNet` for the retraining.
+Learning", NeurIPS 2020, Sec. 3. Shared by AdaShare's two methods: ``adashare_search``
+(``methods/adashare_search.py``) builds :class:`SearchNet` for the policy search, ``adashare``
+(``methods/adashare.py``) :class:`FixedPolicyNet` for the retraining.
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ class GatedNet(TaskPathModel):
 class SearchNet(GatedNet):
     """The policy-search network: learnable policy logits (T, L, 2), sampled with Gumbel-softmax in training.
 
-    ``epochs_done`` (set by the method at each epoch's end) places it in the schedule: training
+    ``epochs_done`` (set by ``adashare_search`` at each epoch's end) places it in the schedule: training
     runs epoch ``epochs_done``; evaluation uses the deterministic policy of the last trained epoch.
     """
 
@@ -259,7 +260,7 @@ class FixedPolicyNet(GatedNet):
 
     def gate_values(self, task_index: int) -> list[Gate]:
         if bool((self.policy < 0).any()):
-            raise RuntimeError("adashare (phase=retrain) has no policy: run it through the runner ('python -m "
+            raise RuntimeError("adashare (the retraining) has no policy: run it through the runner ('python -m "
                                "benchmark run --method adashare ...' trains or reuses its policy search), or attach "
                                "a LinkedRun with role 'policy_run' before build, or load a retrained state_dict")
         return [None if bool(e) else False for e in self.policy[task_index]]

@@ -1,9 +1,14 @@
-"""AdaShare: gates on timm residual blocks, schedules, the policy losses, the weight/policy split, linked runs."""
+"""AdaShare: gates on timm residual blocks, schedules, the policy losses, the weight/policy split, linked runs,
+and the run ids of its two methods (``adashare_search``, ``adashare``), which the split into two kept."""
 
 from __future__ import annotations
 
+import ast
 import copy
+import dataclasses
+import inspect
 import math
+import textwrap
 
 import pytest
 import torch
@@ -13,8 +18,9 @@ from benchmark.backbones import create_backbone, create_heads
 from benchmark.linked import dependency_configs, model_path
 from benchmark.runner import RunRequest, execute, resolve_configs
 from benchmark.tasks import Batch, collate, task_loss
-from methods import LinkedRun, StepContext
-from methods.adashare import PREFIX, AdaShare
+from methods import METHODS, LinkedRun, StepContext
+from methods.adashare import RETRAIN_ONLY, AdaShare
+from methods.adashare_search import PREFIX, AdaShareSearch
 from methods.adashare_net import (Schedule, deterministic_policy, install_gates,
                                   policy_samples, residual_blocks, sampled_policy, sharing_loss, sparsity_loss)
 from reports.compare import later_stages_only
@@ -24,7 +30,7 @@ from tests.conftest import TINY_DB, tiny_config
 CPU = torch.device("cpu")
 
 
-def _build(method: AdaShare, tiny_db, backbone: str = "resnet18", seed: int = 0):
+def _build(method: AdaShare | AdaShareSearch, tiny_db, backbone: str = "resnet18", seed: int = 0):
     torch.manual_seed(seed)
     problem = tiny_db.problem()
     net, width = create_backbone(backbone)
@@ -59,7 +65,7 @@ def test_residual_blocks_are_found_from_the_model():
 def test_gates_keep_the_backbone_state_dict_keys(tiny_db):
     net, _ = create_backbone("resnet18")
     keys = set(net.state_dict())
-    model, _ = _build(AdaShare(phase="search"), tiny_db)
+    model, _ = _build(AdaShareSearch(), tiny_db)
     assert set(model.backbone.state_dict()) == keys
 
 
@@ -99,7 +105,7 @@ def test_schedule_temperature_and_curriculum():
 
 
 def test_curriculum_opens_blocks_from_the_last_one(tiny_db):
-    model, _ = _build(AdaShare(phase="search", warmup_epochs=1, curriculum_speed=1), tiny_db)
+    model, _ = _build(AdaShareSearch(warmup_epochs=1, curriculum_speed=1), tiny_db)
     model.train()
     assert model.gate_values(0) == [None] * 8  # warm-up: every block executed, no policy
     model.epochs_done.fill_(3)  # policy epoch 2: the last 3 blocks follow the policy
@@ -109,7 +115,7 @@ def test_curriculum_opens_blocks_from_the_last_one(tiny_db):
 
 
 def test_eval_policy_is_deterministic_argmax_and_training_samples(tiny_db):
-    model, _ = _build(AdaShare(phase="search", warmup_epochs=0, curriculum_speed=1), tiny_db)
+    model, _ = _build(AdaShareSearch(warmup_epochs=0, curriculum_speed=1), tiny_db)
     model.epochs_done.fill_(20)  # every block open
     with torch.no_grad():
         model.policy_logits.copy_(torch.randn(2, 8, 2, generator=torch.Generator().manual_seed(1)))
@@ -146,7 +152,7 @@ def test_policy_split_is_fixed_seeded_and_balanced():
 
 def _policy_step(tiny_db, targets_changed_on: str | None = None):
     """One policy-epoch step on a fixed batch; optionally with the labels of one side of the split replaced."""
-    method = AdaShare(phase="search", warmup_epochs=0)
+    method = AdaShareSearch(warmup_epochs=0)
     model, problem = _build(method, tiny_db)
     model.train()
     train_set = tiny_db.split("train", None, 16)
@@ -187,7 +193,7 @@ def test_weights_learn_from_their_samples_and_the_policy_from_the_others(tiny_db
 
 
 def test_warmup_trains_the_weights_on_every_sample_and_leaves_the_policy(tiny_db):
-    method = AdaShare(phase="search", warmup_epochs=1)
+    method = AdaShareSearch(warmup_epochs=1)
     model, problem = _build(method, tiny_db)
     groups = method.param_groups(model)
     assert groups[1] == {"params": [model.policy_logits], "lr": 0.01, "weight_decay": 5e-4}
@@ -200,7 +206,7 @@ def test_warmup_trains_the_weights_on_every_sample_and_leaves_the_policy(tiny_db
 
 
 def _search_with(logits: torch.Tensor, open_blocks: int) -> LinkedRun:
-    search = AdaShare(phase="search")
+    search = AdaShareSearch()
     search.register_buffer("learned_logits", logits)
     search.register_buffer("learned_blocks", torch.tensor(open_blocks))
     return LinkedRun("policy_run", "search-run", {}, search, None)  # type: ignore[arg-type]
@@ -237,8 +243,69 @@ def test_attach_refusals_and_a_retraining_without_policy(tiny_db):
     model, _ = _build(AdaShare(), tiny_db)
     with pytest.raises(RuntimeError, match="has no policy.*python -m benchmark run --method adashare"):
         model(torch.randn(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="takes only role 'policy_run' with an adashare policy-search run"):
+        AdaShare().attach("policy_run", LinkedRun("policy_run", "retrain-run", {}, AdaShare(), None))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="phase must be"):
         AdaShare(phase="retrain_now")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="retrain_policy must be.*curriculum_speed must be"):
+        AdaShare(retrain_policy="mode", curriculum_speed=0)  # type: ignore[arg-type]  # the search's options too
+    with pytest.raises(ValueError, match="retrain_policy must be"):
+        AdaShare(phase="search", retrain_policy="mode")  # type: ignore[arg-type]
+
+
+# ----- the two methods and the run ids they keep ------------------------------------------------
+#: Run ids of adashare retrainings and of the policy searches they link, recorded before the one class
+#: that played both (through ``phase``) was split in two: stored runs and experiment files must keep them.
+GOLDEN_IDS = {
+    "defaults": (dict(), "3bd19fabba82787d", "398e382baba9fd21"),
+    "tiny db, sparse search": (dict(db_set=[f"{k}={v}" for k, v in TINY_DB.items()],
+                                    method_set=["warmup_epochs=0", "curriculum_speed=1", "sparsity_weight=50"]),
+                               "586b760750e7564b", "00cced85da882a0c"),
+    "sampled policy": (dict(backbone="resnet50", epochs=3, seed=2,
+                            method_set=["retrain_policy=sample", "sample_seed=3", "hard_sampling=true"]),
+                       "a548e24638609b7c", "0f726a4674bf20ae"),
+}
+
+
+@pytest.mark.parametrize("case", GOLDEN_IDS)
+def test_run_ids_of_the_retraining_and_its_search_are_the_ones_stored_before_the_split(case):
+    overrides, retrain_id, search_id = GOLDEN_IDS[case]
+    request = RunRequest(**{**dict(method="adashare", db="synthetic", backbone="resnet18", epochs=2), **overrides})
+    db, [cfg] = resolve_configs(request)
+    [(role, search)] = dependency_configs(cfg, db.problem()).items()
+    assert (cfg.run_id, role, search.run_id) == (retrain_id, "policy_run", search_id)
+    # the search keeps its stored name (module docstring of methods/adashare.py) ...
+    assert search.method == "adashare" and search.method_options["phase"] == "search"
+    assert {k: search.method_options[k] for k in RETRAIN_ONLY[1:]} == {"retrain_policy": "argmax", "sample_seed": 0}
+    # ... which the command line gives too, and which rebuilds as the search method
+    search_sets = [s for s in request.method_set if s.partition("=")[0] not in RETRAIN_ONLY]
+    _, [direct] = resolve_configs(dataclasses.replace(request, method_set=[*search_sets, "phase=search"]), db)
+    assert direct.run_id == search_id
+    rebuilt = METHODS.get(search.method)(**search.method_options)
+    assert type(rebuilt) is AdaShareSearch and type(METHODS.get(cfg.method)(**cfg.method_options)) is AdaShare
+    assert rebuilt.hparams() == search.method_options  # what it was stored with, as the contract asks of hparams()
+    assert AdaShareSearch(**{k: v for k, v in search.method_options.items() if k not in RETRAIN_ONLY}).hparams() == \
+        {k: v for k, v in search.method_options.items() if k not in RETRAIN_ONLY}
+
+
+def test_the_two_methods_are_registered_and_share_the_search_options():
+    assert METHODS.get("adashare") is AdaShare and METHODS.get("adashare_search") is AdaShareSearch
+    search = {n: p.default for n, p in AdaShareSearch.hyperparameters().items()}
+    retrain = {n: p.default for n, p in AdaShare.hyperparameters().items()}
+    # one set of search options and defaults: a default changed in one class only would change which search is linked
+    assert {k: v for k, v in retrain.items() if k not in RETRAIN_ONLY} == search
+    assert AdaShare.supported_backbones == AdaShareSearch.supported_backbones
+
+
+def test_no_hook_asks_which_network_or_phase_it_has():
+    for cls in (AdaShare, AdaShareSearch):
+        for hook in ("build", "losses", "backward", "param_groups", "on_epoch_end"):
+            if hook not in vars(cls):
+                continue  # the default
+            tree = ast.parse(textwrap.dedent(inspect.getsource(vars(cls)[hook])))
+            asks = [n for n in ast.walk(tree) if (isinstance(n, ast.Call) and getattr(n.func, "id", "") == "isinstance")
+                    or (isinstance(n, ast.Attribute) and n.attr == "phase")]
+            assert not asks, f"{cls.__name__}.{hook} dispatches on a type or a phase"
 
 
 def test_the_retraining_depends_on_one_search_whatever_its_retrain_options(tiny_db):
