@@ -98,3 +98,9 @@ def resolve(cls: type, overrides: Mapping[str, Any], exclude: Iterable[str] = ()
     out = {n: p.default for n, p in keyword_parameters(cls).items() if n not in set(exclude)}
     out.update(overrides)
     return out
+
+
+def changed_options(method_cls: type, options: Mapping[str, Any], sep: str = ", ") -> str:
+    """``options`` that differ from ``method_cls``'s defaults, or that it has none for (``single_task``'s task)."""
+    defaults = resolve(method_cls, {})
+    return sep.join(f"{k}={v}" for k, v in options.items() if defaults.get(k, object()) != v)

@@ -27,7 +27,7 @@ from benchmark.config import RunConfig
 from benchmark.experiment import Experiment, ExperimentError, load
 from benchmark.grid import DbSpec, GridRun, check_grid_data, expand
 from benchmark.linked import model_path
-from benchmark.options import resolve
+from benchmark.options import changed_options as options_changed
 from benchmark.run_graph import DependencyCycleError, RunGraph, dependency_configs
 from benchmark.stores import store_path
 from benchmark.sweep_plan import DONE, RESUME, RUN, Backend, Node, Outcome, Plan
@@ -225,8 +225,7 @@ def run_plan(plan: Plan, backend: Backend, progress: Progress) -> Summary:
 # ----- the dry run ---------------------------------------------------------------------------
 def changed_options(cfg: RunConfig) -> str:
     """The hyperparameters that differ from the method's defaults (``single_task``'s task, ``dmsca``'s source ...)."""
-    defaults = resolve(METHODS.get(cfg.method), {})
-    return ", ".join(f"{k}={v}" for k, v in cfg.method_options.items() if defaults.get(k, object()) != v)
+    return options_changed(METHODS.get(cfg.method), cfg.method_options)
 
 
 def short(cfg: RunConfig) -> str:

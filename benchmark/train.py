@@ -28,14 +28,14 @@ from benchmark.data import augmentation, make_loader
 from benchmark.distributed import (average_gradients, broadcast_state, from_main, is_main_process,
                                    mean_over_processes, per_process_batch, rank, use_sync_batchnorm)
 from benchmark.evaluate import evaluate
-from benchmark.options import keyword_parameters
+from benchmark.options import changed_options
 from benchmark.gradient_engine import weighted_backward
 from benchmark.seeding import seed_everything
 from benchmark.collectives import world_size
 from benchmark.tasks import Batch, Problem, task_loss
 from benchmark.tensorboard import open_epoch_log
 from datasets.base import Db, TaskDataset
-from methods.base import LinkedRun, Method, MultiTaskModel, StepContext
+from methods.base import METHODS, LinkedRun, Method, MultiTaskModel, StepContext
 
 log = logging.getLogger(__name__)
 
@@ -227,8 +227,8 @@ def start_or_resume(cfg: RunConfig, tr: Trainer, generator: torch.Generator, che
 
 def run_label(cfg: RunConfig, method: Method) -> str:
     """A run in a few words for its progress bar: method (and options set away from their defaults), db, fold, seed."""
-    defaults = {n: p.default for n, p in keyword_parameters(type(method)).items()}
-    changed = ",".join(f"{k}={v}" for k, v in cfg.method_options.items() if defaults.get(k, v) != v)
+    registered = METHODS.get(cfg.method) if cfg.method in METHODS else type(method)  # a stored name's defaults
+    changed = changed_options(registered, cfg.method_options, sep=",")
     changed = changed if len(changed) <= 24 else changed[:21] + "..."
     return (f"{cfg.method}{f'[{changed}]' if changed else ''} {cfg.db}"
             + ("" if cfg.fold is None else f" fold {cfg.fold}") + f" seed {cfg.seed}")

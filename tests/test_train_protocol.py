@@ -210,3 +210,15 @@ def test_the_saved_weights_and_stored_metrics_are_the_chosen_epochs(tiny_db, mon
     stored = {(m.task, m.metric): m.value for m in record.metrics if m.split == "test"}
     expected = {(t, name): v for t, values in epochs[0].on_test.items() for name, v in values.items()}
     assert stored == pytest.approx(expected)
+
+
+def test_a_runs_progress_label_names_what_sets_it_apart() -> None:
+    """The label shows options away from the registered method's defaults, and options with none (the task)."""
+    from benchmark.train import run_label
+    from methods.adashare_search import AdaShareSearch
+
+    cfg = tiny_config("single_task", {"task": "classes"})
+    assert run_label(cfg, METHODS.get("single_task")(task="classes")) == "single_task[task=classes] synthetic seed 0"
+    stored_search = tiny_config("adashare", {**METHODS.get("adashare")().hparams(), "phase": "search"}, fold=1)
+    label = run_label(stored_search, AdaShareSearch())  # a stored search: labelled from adashare's defaults
+    assert label == "adashare[phase=search] synthetic fold 1 seed 0", label
