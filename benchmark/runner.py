@@ -89,9 +89,13 @@ def resolve_configs(request: RunRequest, db: Db | None = None) -> tuple[Db, list
     expanded = method_cls.expand(options, db.problem(request.fold))
     for checked in expanded:  # its own checks of its options (ranges, combinations) and of what it needs of the
         method_cls(**checked).check_capabilities()  # gradient engine, before anything is stored
+    method_name = request.method
+    if method_cls.stored_as is not None:  # an alias: stored as the registered method it stands for
+        method_name, added = method_cls.stored_as
+        expanded = [resolve(METHODS.get(method_name), {**o, **added}) for o in expanded]
     epochs = preset.epochs if request.epochs is None else request.epochs
     check_patience(request.patience, epochs)
-    configs = [RunConfig(method=request.method, db=request.db, backbone=backbone, seed=request.seed, epochs=epochs,
+    configs = [RunConfig(method=method_name, db=request.db, backbone=backbone, seed=request.seed, epochs=epochs,
                          batch_size=preset.batch_size if request.batch_size is None else request.batch_size,
                          lr=preset.lr if request.lr is None else request.lr, image_size=image_size,
                          augmentation=preset.augmentation, label_smoothing=preset.label_smoothing, fold=request.fold,

@@ -22,9 +22,8 @@ is the hash of its config, so to keep those ids, and the store's reuse of comple
   mapped to its class once, where the method is made, never inside a hook. That search keeps the other
   three options in ``stored_as``, so its ``hparams()`` are the stored config's options, as for any method.
 
-``--method adashare_search`` trains the same search, but a run id hashes the method name too, so it is
-stored under an id of its own that no retraining looks up; the search a retraining reuses is the one
-``--method adashare`` (or ``--method adashare --set phase=search``) trains.
+``--method adashare_search`` trains the same search and, through ``AdaShareSearch.stored_as``, the
+runner stores it as ``adashare`` with ``phase=search``: one search, one id, whichever name asked for it.
 """
 
 from __future__ import annotations

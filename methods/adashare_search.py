@@ -33,6 +33,8 @@ class AdaShareSearch(Method):
     """AdaShare's policy search: which residual blocks each task executes (Sun, Panda, Feris & Saenko, NeurIPS 2020, Sec. 3).
 
     The first of AdaShare's two linked runs; ``adashare`` declares it and retrains with its policy.
+    Stored as ``adashare`` with ``phase=search`` (``stored_as``; the module docstring of
+    ``methods/adashare.py`` says why), so ``--method adashare_search`` trains the very run a retraining reuses.
 
     ``warmup_epochs`` with every block executed, then policy epochs in which every residual
     block's gate is a Gumbel-softmax sample of its task's logits (Sec. 3.2; temperature
@@ -66,6 +68,7 @@ class AdaShareSearch(Method):
         split_seed: seed of the fixed weight/policy split of the training samples.
     """
 
+    stored_as = ("adashare", {"phase": "search"})
     supported_backbones = ("resnet18", "resnet34", "resnet50")
     builds_shared_representation = False  # a pass per task through its own blocks
 

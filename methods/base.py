@@ -166,6 +166,9 @@ class Method(nn.Module):
     #: Whether :meth:`build` keeps one representation z that every head reads (hard sharing); False for
     #: networks that run a backbone pass per task (AdaShare, Task Routing).
     builds_shared_representation: ClassVar[bool] = True
+    #: Where the runner stores this method's runs when it is another registered method under other options
+    #: (an alias that keeps earlier run ids): ``(name, options added)``; None stores it under its own name.
+    stored_as: ClassVar[tuple[str, dict[str, Any]] | None] = None
 
     def __init__(self) -> None:
         super().__init__()

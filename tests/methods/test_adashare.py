@@ -281,6 +281,9 @@ def test_run_ids_of_the_retraining_and_its_search_are_the_ones_stored_before_the
     search_sets = [s for s in request.method_set if s.partition("=")[0] not in RETRAIN_ONLY]
     _, [direct] = resolve_configs(dataclasses.replace(request, method_set=[*search_sets, "phase=search"]), db)
     assert direct.run_id == search_id
+    # ... and so does asking for the search by its own name (Method.stored_as): one search, one id
+    _, [by_name] = resolve_configs(dataclasses.replace(request, method="adashare_search", method_set=search_sets), db)
+    assert (by_name.method, by_name.run_id) == ("adashare", search_id)
     rebuilt = METHODS.get(search.method)(**search.method_options)
     assert type(rebuilt) is AdaShareSearch and type(METHODS.get(cfg.method)(**cfg.method_options)) is AdaShare
     assert rebuilt.hparams() == search.method_options  # what it was stored with, as the contract asks of hparams()
