@@ -69,14 +69,21 @@ def run_bench(args: argparse.Namespace) -> str:
     for stepper in stepping:
         stepper.run(args.warmup, timed=False)
     rounds = max(1, min(args.rounds, args.steps))
-    for share in [args.steps // rounds + (r < args.steps % rounds) for r in range(rounds)]:
-        for stepper in stepping:  # in turns, so a change of the machine's load hits every method alike
-            stepper.run(share, timed=True)
+    shares = [args.steps // rounds + (r < args.steps % rounds) for r in range(rounds)]
+    for share, order in zip(shares, round_orders(len(stepping), rounds)):
+        for i in order:  # in turns, so a change of the machine's load hits every method alike
+            stepping[i].run(share, timed=True)
     head = (f"backbone={args.backbone} batch={args.batch_size} image={args.image_size}px device={device} "
             f"precision={precision} channels_last={args.channels_last} compile={args.compile} "
             f"workers={'auto' if args.workers is None else args.workers} steps={args.steps} rounds={rounds} "
             f"warmup={args.warmup} threads={torch.get_num_threads()}")
     return head + "\n" + format_timings([p.timing() if isinstance(p, Stepper) else p for p in prepared])
+
+
+def round_orders(methods: int, rounds: int) -> list[list[int]]:
+    """The order the methods take their turns in, round by round: rotated by one each round, so that no
+    method always steps first (right after another network ran, with cold caches) or always last."""
+    return [[(r + i) % methods for i in range(methods)] for r in range(rounds)] if methods else [[]] * rounds
 
 
 def check_bench_numbers(args: argparse.Namespace) -> None:

@@ -84,3 +84,12 @@ def test_bench_prints_one_table(capsys):
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
     assert float(rows["no_coupling"].split("|")[2]) > 0 and rows["no_coupling"].split("|")[3].strip() == "1.00"
     assert float(rows["mgda_ub"].split("|")[2]) > 0 and "needs one of the backbones" in rows["adashare"]
+
+
+def test_bench_rotates_which_method_steps_first_each_round():
+    from benchmark.bench import round_orders
+
+    orders = round_orders(3, 4)
+    assert orders == [[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 1, 2]]
+    assert all(sorted(o) == [0, 1, 2] for o in orders)  # every method steps once per round
+    assert round_orders(0, 2) == [[], []]
