@@ -1,0 +1,342 @@
+"""Time mtlbench's TorchJD-backed methods against TorchJD's own training step on the same model, batch and optimizer.
+
+A script, not a test: timings depend on the machine. For each TorchJD-backed method (``upgrad``,
+``pcgrad``, ``cagrad``, ``nash_mtl``, ``imtl_g``, ``aligned_mtl``, ``dualproj``, ``mgda``) it times
+three training steps, each on its own copy of one network (same backbone, heads and initial weights,
+Adam at lr 1e-3, fp32, one process), and ``no_coupling`` as the common baseline:
+
+- **mtlbench, shared_parameters**: the training loop's own step (:func:`benchmark.train.train_step`,
+  through ``step_time.py``) with ``gradients=shared_parameters``: the Jacobian of the task losses with
+  respect to every backbone parameter, TorchJD's own form.
+- **mtlbench, representation**: the same with the default ``gradients=representation`` (g_t at z, one
+  backbone backward).
+- **TorchJD**: TorchJD 0.18's native step for the same aggregator and hyperparameters: forward, task
+  losses, ``torchjd.autojac.mtl_backward(losses, features=z, tasks_params=heads, shared_params=backbone)``,
+  ``jac_to_grad(backbone, aggregator)``, ``optimizer.step()``.
+- **no_coupling**: the training loop's step of summed losses.
+
+The batch is one fixed batch of the synthetic db in which every image carries both tasks' labels
+(``overlap=1``, ``ratio=1:1``): TorchJD's step cannot mask missing labels, so this is the case in which
+both compute the same losses. Every variant first takes ``--warmup`` untimed steps; then the ``--steps``
+timed steps are split into ``--rounds`` turns, each turn running its share of steps for every variant in
+turn (as ``python -m benchmark bench`` does), so a change of the machine's load hits every variant alike.
+
+    python benchmarks/torchjd_cost.py --backbone smallcnn --batch-size 32 --image-size 64 --steps 20
+    python benchmarks/torchjd_cost.py --backbone resnet18 --methods upgrad mgda nash_mtl --check
+
+How to read it: every figure is the median wall time of one step in ms. ``sp / TorchJD`` is mtlbench's
+``shared_parameters`` step over TorchJD's native step for the same aggregator: at most about 1 means
+mtlbench costs no more than TorchJD for the same computation. The ``x no_coupling`` columns are cost
+ratios to the baseline's step (above 1: slower than summed losses), the figures of the cost column of
+docs/methods.md (mtlbench's default ``representation`` form). Run it on an idle machine.
+
+``--check`` first verifies, for each method, that one step of mtlbench (``shared_parameters``) and one
+TorchJD step from identical initial weights give the backbone the same gradient and the same parameter
+update (to 1e-5 of the largest entry); the heads differ by design (mtlbench weighs them, TorchJD's
+``mtl_backward`` gives each head its own gradient). That step is plain SGD (lr 1), not the timed Adam:
+Adam's first update, lr·g/(|g| + 1e-8), is about lr·sign(g), blind to the gradient's scale and flipped by
+float rounding on entries that are zero up to it, so it could not tell two steps apart to 1e-5. The exit
+status is 1 if a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from step_time import Setup, build_method, train_step
+from tabulate import tabulate
+from torch import Tensor, nn
+from torchjd import aggregation as A
+from torchjd.autojac import jac_to_grad, mtl_backward
+from torchjd.linalg import QuadprogProjector
+
+from benchmark.backbones import create_backbone, create_heads
+from benchmark.tasks import Batch, Problem, collate, task_loss
+from datasets.synthetic import SyntheticDb
+from methods import Method
+from methods.weighting_support import step_seed
+
+#: The methods whose weighting is one of TorchJD's, in docs/methods.md's order.
+TORCHJD_METHODS: tuple[str, ...] = ("upgrad", "pcgrad", "cagrad", "nash_mtl", "imtl_g", "aligned_mtl", "dualproj",
+                                    "mgda")
+REFERENCE = "no_coupling"
+LR = 1e-3
+SEED = 0
+#: --check: largest difference allowed between the two backbone gradients (and updates), relative to the largest entry.
+CHECK_TOLERANCE = 1e-5
+#: --check: the learning rate of the plain SGD step it compares (an update of -CHECK_LR x the gradient).
+CHECK_LR = 1.0
+
+
+# ----- TorchJD's side --------------------------------------------------------------------------
+def torchjd_aggregator(name: str, method: Method, n_tasks: int) -> nn.Module:
+    """TorchJD's aggregator for mtlbench method ``name`` with ``method``'s hyperparameters (its defaults unless set)."""
+    def projector() -> QuadprogProjector:
+        return QuadprogProjector(norm_eps=method.norm_eps, reg_eps=method.reg_eps)
+
+    builders: dict[str, Callable[[], nn.Module]] = {
+        "upgrad": lambda: A.UPGrad(projector=projector()),
+        "dualproj": lambda: A.DualProj(projector=projector()),
+        "pcgrad": lambda: A.PCGrad(),
+        "cagrad": lambda: A.CAGrad(c=method.c, norm_eps=method.norm_eps),
+        "nash_mtl": lambda: A.NashMTL(n_tasks=n_tasks, max_norm=method.max_norm,
+                                      update_weights_every=method.update_weights_every, optim_niter=method.optim_niter),
+        "imtl_g": lambda: A.IMTLG(),
+        "aligned_mtl": lambda: A.AlignedMTL(scale_mode=method.scale_mode),
+        "mgda": lambda: A.MGDA(epsilon=method.epsilon, max_iters=method.max_iters),
+    }
+    if name not in builders:
+        raise ValueError(f"{name!r} is not a TorchJD-backed method (one of {', '.join(TORCHJD_METHODS)})")
+    return builders[name]()
+
+
+@dataclass
+class NativeSetup:
+    """One network trained by TorchJD's own step: backbone, heads, optimizer, aggregator, step counter.
+
+    ``seed_of_step`` (None when timing): a function of the step giving the seed TorchJD's random draws
+    (PCGrad's order) are taken under, so that a check draws the order mtlbench draws.
+    """
+
+    name: str
+    backbone: nn.Module
+    heads: nn.ModuleDict
+    optimizer: torch.optim.Optimizer
+    aggregator: nn.Module
+    problem: Problem
+    seed_of_step: Callable[[int], int] | None = None
+    steps: int = 0
+    shared: list[nn.Parameter] = field(init=False)
+    tasks_params: list[list[nn.Parameter]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.shared = [p for p in self.backbone.parameters() if p.requires_grad]
+        self.tasks_params = [list(self.heads[t].parameters()) for t in self.problem.task_names]
+
+
+def build_native(name: str, method: Method, backbone: str, problem: Problem, lr: float = LR, seed: int = SEED,
+                 seed_of_step: Callable[[int], int] | None = None) -> NativeSetup:
+    """The network :func:`step_time.build_method` builds (same backbone, heads and initial weights for ``seed``),
+    with Adam over all its parameters and TorchJD's aggregator for ``name`` with ``method``'s hyperparameters."""
+    torch.manual_seed(seed)
+    net, width = create_backbone(backbone)
+    heads = create_heads(problem.tasks, width)
+    net.train()
+    heads.train()
+    optimizer = torch.optim.Adam([*net.parameters(), *heads.parameters()], lr=lr)
+    aggregator = torchjd_aggregator(name, method, len(problem.tasks))
+    return NativeSetup(name, net, heads, optimizer, aggregator, problem, seed_of_step)
+
+
+def native_step(setup: NativeSetup, batch: Batch) -> None:
+    """TorchJD's training step: forward, task losses, ``mtl_backward``, ``jac_to_grad``, the optimizer's step."""
+    setup.optimizer.zero_grad(set_to_none=True)
+    features = setup.backbone(batch.inputs)
+    losses = [task_loss(setup.problem.task(t), setup.heads[t](features), batch.targets[t], batch.masks[t])
+              for t in setup.problem.task_names]
+    mtl_backward(losses, features=features, tasks_params=setup.tasks_params, shared_params=setup.shared)
+    if setup.seed_of_step is None:
+        jac_to_grad(setup.shared, setup.aggregator)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(setup.seed_of_step(setup.steps))
+            jac_to_grad(setup.shared, setup.aggregator)
+    setup.optimizer.step()
+    setup.steps += 1
+
+
+# ----- the problem and batch ------------------------------------------------------------------
+def fully_annotated_batch(batch_size: int, image_size: int) -> tuple[Problem, Batch]:
+    """The synthetic db's problem and its first ``batch_size`` training images, every one annotated for both tasks."""
+    db = SyntheticDb(n_train=batch_size, n_val=1, n_test=1, image_size=image_size, overlap=1.0, ratio="1:1")
+    data = db.split("train")
+    batch = collate([data[i] for i in range(batch_size)])
+    missing = [t for t, m in batch.masks.items() if not bool(m.all())]
+    if missing:  # pragma: no cover - the annotation plan above annotates every image for both tasks
+        raise RuntimeError(f"tasks {missing} lack labels in the batch; TorchJD's step would not compute the same "
+                           f"losses")
+    return db.problem(), batch
+
+
+# ----- timing ---------------------------------------------------------------------------------
+@dataclass
+class Timed:
+    """One variant's step and the seconds of its timed calls."""
+
+    label: str
+    step: Callable[[], None]
+    seconds: list[float] = field(default_factory=list)
+
+    def run(self, steps: int, timed: bool) -> None:
+        for _ in range(steps):
+            started = time.perf_counter()
+            self.step()
+            if timed:
+                self.seconds.append(time.perf_counter() - started)
+
+    @property
+    def ms(self) -> float:
+        """Median ms per timed step."""
+        return 1000 * statistics.median(self.seconds)
+
+
+def time_in_rounds(variants: Sequence[Timed], steps: int, warmup: int, rounds: int) -> None:
+    """``warmup`` untimed steps of each variant, then ``steps`` timed ones split into ``rounds`` turns across them."""
+    for variant in variants:
+        variant.run(warmup, timed=False)
+    rounds = max(1, min(rounds, steps))
+    for share in [steps // rounds + (r < steps % rounds) for r in range(rounds)]:
+        for variant in variants:  # in turns, so a change of the machine's load hits every variant alike
+            variant.run(share, timed=True)
+
+
+@dataclass
+class Row:
+    """One method's median ms per step in the three forms."""
+
+    method: str
+    shared_parameters_ms: float
+    representation_ms: float
+    torchjd_ms: float
+
+
+def time_methods(methods: Sequence[str], backbone: str, problem: Problem, batch: Batch, steps: int, warmup: int,
+                 rounds: int) -> tuple[float, list[Row]]:
+    """no_coupling's median ms per step and each method's row, all timed interleaved."""
+    def loop(setup: Setup) -> Callable[[], None]:
+        return lambda: train_step(setup, batch, problem)
+
+    reference = Timed(REFERENCE, loop(build_method(REFERENCE, backbone, problem, lr=LR, seed=SEED)))
+    variants: dict[str, tuple[Timed, Timed, Timed]] = {}
+    for name in methods:
+        shared = build_method(name, backbone, problem, lr=LR, seed=SEED, options={"gradients": "shared_parameters"})
+        representation = build_method(name, backbone, problem, lr=LR, seed=SEED)
+        native = build_native(name, shared.method, backbone, problem)
+        variants[name] = (Timed(f"{name} shared_parameters", loop(shared)),
+                          Timed(f"{name} representation", loop(representation)),
+                          Timed(f"{name} torchjd", lambda n=native: native_step(n, batch)))
+    time_in_rounds([reference, *(v for trio in variants.values() for v in trio)], steps, warmup, rounds)
+    return reference.ms, [Row(name, sp.ms, rep.ms, tjd.ms) for name, (sp, rep, tjd) in variants.items()]
+
+
+def format_table(reference_ms: float, rows: Sequence[Row]) -> str:
+    """The table: ms per step of each form, mtlbench (shared_parameters) over TorchJD, and each over no_coupling."""
+    headers = ["method", "mtlbench sp ms", "mtlbench repr ms", "TorchJD ms", "sp / TorchJD",
+               f"sp x {REFERENCE}", f"repr x {REFERENCE}", f"TorchJD x {REFERENCE}"]
+    table = [[REFERENCE, "-", f"{reference_ms:.1f}", "-", "-", "-", "1.00", "-"]]
+    for r in rows:
+        table.append([r.method, f"{r.shared_parameters_ms:.1f}", f"{r.representation_ms:.1f}", f"{r.torchjd_ms:.1f}",
+                      f"{r.shared_parameters_ms / r.torchjd_ms:.2f}", f"{r.shared_parameters_ms / reference_ms:.2f}",
+                      f"{r.representation_ms / reference_ms:.2f}", f"{r.torchjd_ms / reference_ms:.2f}"])
+    return tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+# ----- the equivalence check ------------------------------------------------------------------
+@dataclass
+class Check:
+    """One method's check: identical initial weights, and the largest relative differences of the backbone's
+    gradient and update between mtlbench (shared_parameters) and TorchJD."""
+
+    method: str
+    same_init: bool
+    gradient_error: float
+    update_error: float
+
+    @property
+    def passed(self) -> bool:
+        return self.same_init and self.gradient_error <= CHECK_TOLERANCE and self.update_error <= CHECK_TOLERANCE
+
+    def line(self) -> str:
+        return (f"check {self.method}: {'ok' if self.passed else 'FAILED'} (same initial weights: {self.same_init}; "
+                f"backbone gradient max |diff| / max |grad| = {self.gradient_error:.1e}, "
+                f"update max |diff| / max |update| = {self.update_error:.1e}; tolerance {CHECK_TOLERANCE:.0e})")
+
+
+def relative_error(got: Sequence[Tensor], want: Sequence[Tensor]) -> float:
+    """max |got - want| over every entry, divided by max |want| (absolute where ``want`` is all zero)."""
+    diff = max(float((g - w).abs().max()) for g, w in zip(got, want, strict=True))
+    scale = max(float(w.abs().max()) for w in want)
+    return diff / scale if scale > 0 else diff
+
+
+def update_difference(start: Sequence[Tensor], got: Sequence[Tensor], want: Sequence[Tensor]) -> float:
+    """max |update_got - update_want| beyond the parameters' own rounding, divided by max |update_want|.
+
+    An update is seen only as the parameters it leaves: θ_new = fl(θ - u) differs from θ - u by up to half
+    a unit in the last place of θ, so two updates that agree exactly can leave parameters one unit apart.
+    That much (eps x |θ_new| per entry) is not counted.
+    """
+    excess, scale = 0.0, 0.0
+    for theta, a, b in zip(start, got, want, strict=True):
+        rounding = torch.finfo(theta.dtype).eps * torch.maximum(a.abs(), b.abs())
+        excess = max(excess, float(((a - b).abs() - rounding).clamp_min(0.0).max()))
+        scale = max(scale, float((b - theta).abs().max()))
+    return excess / scale if scale > 0 else excess
+
+
+def check_method(name: str, backbone: str, problem: Problem, batch: Batch) -> Check:
+    """One step of each from the same initial weights: mtlbench with ``gradients=shared_parameters`` and TorchJD's
+    step (PCGrad drawing the order mtlbench draws at that step) must give the backbone the same gradient and update."""
+    mtl = build_method(name, backbone, problem, lr=LR, seed=SEED, options={"gradients": "shared_parameters"})
+    seed_of_step = (lambda step, s=int(mtl.method.seed): step_seed(s, step)) if name == "pcgrad" else None
+    native = build_native(name, mtl.method, backbone, problem, seed_of_step=seed_of_step)
+    mtl_params, native_params = list(mtl.model.backbone.parameters()), native.shared
+    same_init = all(torch.equal(a, b) for a, b in zip(mtl_params, native_params, strict=True))
+    mtl.optimizer = torch.optim.SGD(mtl.method.param_groups(mtl.model), lr=CHECK_LR)
+    native.optimizer = torch.optim.SGD([*native.backbone.parameters(), *native.heads.parameters()], lr=CHECK_LR)
+    start = [p.detach().clone() for p in mtl_params]
+    train_step(mtl, batch, problem)
+    native_step(native, batch)
+    gradient_error = relative_error([p.grad for p in mtl_params], [p.grad for p in native_params])
+    update_error = update_difference(start, [p.detach() for p in mtl_params], [p.detach() for p in native_params])
+    return Check(name, same_init, gradient_error, update_error)
+
+
+# ----- command line ---------------------------------------------------------------------------
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="+", default=list(TORCHJD_METHODS), choices=TORCHJD_METHODS,
+                        metavar="NAME", help=f"TorchJD-backed methods (default: all: {' '.join(TORCHJD_METHODS)})")
+    parser.add_argument("--backbone", default="smallcnn",
+                        help="smallcnn or a timm name (resnet18, ...) (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
+    parser.add_argument("--image-size", type=int, default=64, help="(default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per variant (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per variant first (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=5, help="turns the timed steps are split into, across the "
+                        "variants (default: %(default)s)")
+    parser.add_argument("--check", action="store_true", help="first check that mtlbench (shared_parameters) and "
+                        "TorchJD give the backbone the same update from the same weights; exit status 1 if not")
+    args = parser.parse_args(argv)
+    for flag, value, least in (("--batch-size", args.batch_size, 1), ("--image-size", args.image_size, 8),
+                               ("--steps", args.steps, 1), ("--warmup", args.warmup, 0), ("--rounds", args.rounds, 1)):
+        if value < least:
+            parser.error(f"{flag} must be at least {least}, got {value}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the settings, the check's lines (with --check) and the table; 1 if a check failed, else 0."""
+    args = parse_args(argv)
+    methods = list(dict.fromkeys(args.methods))
+    problem, batch = fully_annotated_batch(args.batch_size, args.image_size)
+    checks = [check_method(name, args.backbone, problem, batch) for name in methods] if args.check else []
+    for check in checks:
+        print(check.line())
+    reference_ms, rows = time_methods(methods, args.backbone, problem, batch, args.steps, args.warmup, args.rounds)
+    print(f"backbone={args.backbone} batch={args.batch_size} image={args.image_size}px steps={args.steps} "
+          f"rounds={max(1, min(args.rounds, args.steps))} warmup={args.warmup} threads={torch.get_num_threads()} "
+          f"optimizer=Adam(lr={LR}) fp32 cpu; median ms per step; sp = gradients=shared_parameters, "
+          f"repr = gradients=representation (default)")
+    print(format_table(reference_ms, rows))
+    return 0 if all(check.passed for check in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
