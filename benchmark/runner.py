@@ -7,7 +7,7 @@ import time
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,6 @@ class RunRequest:
     precision: str = "fp32"
     attribute_loss: str | None = None
     patience: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def open_db(name: str, db_set: Sequence[str] = (), data_root: str | None = None) -> Db:
