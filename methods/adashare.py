@@ -96,21 +96,7 @@ class AdaShare(Method):
         raise_errors(retrain_option_errors(phase, retrain_policy) + search_option_errors(
             warmup_epochs, curriculum_speed, temperature, temperature_decay, sharing_depth_weights, policy_fraction,
             (sparsity_weight, sharing_weight, policy_lr, policy_weight_decay)))
-        self.phase = phase
-        self.warmup_epochs = warmup_epochs
-        self.curriculum_speed = curriculum_speed
-        self.temperature = temperature
-        self.temperature_decay = temperature_decay
-        self.hard_sampling = hard_sampling
-        self.sparsity_weight = sparsity_weight
-        self.sharing_weight = sharing_weight
-        self.sharing_depth_weights = sharing_depth_weights
-        self.policy_lr = policy_lr
-        self.policy_weight_decay = policy_weight_decay
-        self.policy_fraction = policy_fraction
-        self.split_seed = split_seed
-        self.retrain_policy = retrain_policy
-        self.sample_seed = sample_seed
+        self.keep_hyperparameters(locals())
         self._policy: Tensor | None = None  # the fixed policy, from attach()
 
     # ----- linked runs --------------------------------------------------------------------

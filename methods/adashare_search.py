@@ -81,18 +81,7 @@ class AdaShareSearch(Method):
         raise_errors(search_option_errors(warmup_epochs, curriculum_speed, temperature, temperature_decay,
                                           sharing_depth_weights, policy_fraction,
                                           (sparsity_weight, sharing_weight, policy_lr, policy_weight_decay)))
-        self.warmup_epochs = warmup_epochs
-        self.curriculum_speed = curriculum_speed
-        self.temperature = temperature
-        self.temperature_decay = temperature_decay
-        self.hard_sampling = hard_sampling
-        self.sparsity_weight = sparsity_weight
-        self.sharing_weight = sharing_weight
-        self.sharing_depth_weights = sharing_depth_weights
-        self.policy_lr = policy_lr
-        self.policy_weight_decay = policy_weight_decay
-        self.policy_fraction = policy_fraction
-        self.split_seed = split_seed
+        self.keep_hyperparameters(locals())
         #: The options a search rebuilt from its stored name (``adashare`` with ``phase=search``) was stored
         #: with beyond its own; ``AdaShare`` sets them (methods/adashare.py) so :meth:`hparams` gives that config back.
         self.stored_as: dict[str, Any] = {}

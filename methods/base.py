@@ -180,6 +180,11 @@ class Method(nn.Module):
         params = inspect.signature(cls.__init__).parameters
         return {n: p for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
+    def keep_hyperparameters(self, values: dict[str, Any]) -> None:
+        """Set each hyperparameter as an attribute from ``values`` (an ``__init__``'s ``locals()``)."""
+        for name in self.hyperparameters():
+            setattr(self, name, values[name])
+
     def hparams(self) -> dict[str, Any]:
         """Current hyperparameter values, as stored with a run."""
         return {n: getattr(self, n) for n in self.hyperparameters()}
