@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from benchmark.collectives import world_size
 from benchmark.config import RunConfig
 from benchmark.distributed import gather_objects, is_main_process, rank
 from benchmark.evaluate import selection_score
-from benchmark.collectives import world_size
 from benchmark.tasks import Problem
 
 if TYPE_CHECKING:

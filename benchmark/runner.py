@@ -15,6 +15,7 @@ import torch
 
 from benchmark.backbones import BUILTIN_BACKBONES, check_backbone
 from benchmark.checkpoint import checkpoint_path
+from benchmark.collectives import world_size
 from benchmark.config import ATTRIBUTE_LOSSES, RunConfig
 from benchmark.distributed import from_main, is_main_process
 from benchmark.linked import link_entry, load_linked, model_path, save_model
@@ -24,7 +25,6 @@ from benchmark.protocol import check_input_size, check_overrides, check_patience
 from benchmark.provenance import environment, now, peak_memory_mb
 from benchmark.run_graph import RunGraph, run_graph
 from benchmark.runlock import RunInProgressError, run_lock
-from benchmark.collectives import world_size
 from benchmark.tasks import Problem
 from benchmark.train import TrainOptions, TrainResult, train
 from datasets import DBS, Db

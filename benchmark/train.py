@@ -23,15 +23,15 @@ from tqdm.auto import tqdm
 from benchmark.amp import MixedPrecision
 from benchmark.backbones import create_backbone, create_heads
 from benchmark.checkpoint import Progress, load_checkpoint, save_checkpoint
+from benchmark.collectives import world_size
 from benchmark.config import RunConfig
 from benchmark.data import augmentation, make_loader
 from benchmark.distributed import (average_gradients, broadcast_state, from_main, is_main_process,
                                    mean_over_processes, per_process_batch, rank, use_sync_batchnorm)
 from benchmark.evaluate import evaluate
-from benchmark.options import changed_options
 from benchmark.gradient_engine import weighted_backward
+from benchmark.options import changed_options
 from benchmark.seeding import seed_everything
-from benchmark.collectives import world_size
 from benchmark.tasks import Batch, Problem, task_loss
 from benchmark.tensorboard import open_epoch_log
 from datasets.base import Db, TaskDataset
