@@ -104,6 +104,20 @@ def test_nan_loss_or_ctrl_c_stores_a_failed_run(tmp_path, capsys, explodes, what
     assert runs["explodes"].metrics == [] and runs["single_task"].status == "completed"
 
 
+def test_ctrl_c_outside_training_does_not_speak_of_a_failed_run(tmp_path, capsys, monkeypatch):
+    """Only run and sweep store runs: an interrupted report (or ls, export, ...) just says it was interrupted."""
+    assert run(tmp_path, "--method", "no_coupling") == 0
+    capsys.readouterr()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("reports.build_tables", interrupted)
+    assert main(["report", "--workdir", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "failed" not in err
+
+
 def test_killed_run_leaves_a_readable_store_and_is_trained_again(tmp_path):
     args = ["run", "--method", "no_coupling", "--db", "synthetic", "--db-set", "n_train=1500", "--epochs", "2",
             "--workdir", str(tmp_path), "--quiet"]

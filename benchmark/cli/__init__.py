@@ -68,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FloatingPointError as exc:
         print(f"error: the run stopped and is stored as failed: {exc}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
-        print("interrupted: the run is stored as failed; completed runs are intact", file=sys.stderr)
+    except KeyboardInterrupt:  # only run and sweep store runs; the other commands leave the store as it was
+        trains = args.command in ("run", "sweep")
+        print("interrupted" + (": the run in progress is stored as failed (resume it with --resume); completed "
+                               "runs are intact" if trains else ""), file=sys.stderr)
         return 130
