@@ -32,10 +32,10 @@ docs/methods.md (mtlbench's default ``representation`` form). Run it on an idle 
 
 ``--check`` first verifies, for each method, that one step of mtlbench (``shared_parameters``) and one
 TorchJD step from identical initial weights give the backbone the same gradient and the same parameter
-update (to 1e-5 of the largest entry); the heads differ by design (mtlbench weighs them, TorchJD's
+update (to 5e-5 of the largest entry: float32 sums in another order); the heads differ by design (mtlbench weighs them, TorchJD's
 ``mtl_backward`` gives each head its own gradient). That step is plain SGD (lr 1), not the timed Adam:
 Adam's first update, lr·g/(|g| + 1e-8), is about lr·sign(g), blind to the gradient's scale and flipped by
-float rounding on entries that are zero up to it, so it could not tell two steps apart to 1e-5. The exit
+float rounding on entries that are zero up to it, so it could not tell two steps apart. The exit
 status is 1 if a check fails.
 """
 
@@ -68,8 +68,10 @@ TORCHJD_METHODS: tuple[str, ...] = ("upgrad", "pcgrad", "cagrad", "nash_mtl", "i
 REFERENCE = "no_coupling"
 LR = 1e-3
 SEED = 0
-#: --check: largest difference allowed between the two backbone gradients (and updates), relative to the largest entry.
-CHECK_TOLERANCE = 1e-5
+#: --check: largest difference allowed between the two backbone gradients (and updates), relative to the largest
+#: entry. The two compute the same float32 sums in different orders: at batch 32 and 64 px on smallcnn they
+#: differ by 0.6-1.0e-5 (measured), while a wrong aggregator (TorchJD's Mean for upgrad) differs by 5.7e-2.
+CHECK_TOLERANCE = 5e-5
 #: --check: the learning rate of the plain SGD step it compares (an update of -CHECK_LR x the gradient).
 CHECK_LR = 1.0
 
