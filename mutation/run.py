@@ -28,7 +28,9 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 HERE = REPO / "mutation"
@@ -116,6 +118,13 @@ def annotation_ranges(path: Path) -> list[tuple[tuple[int, int], tuple[int, int]
     return found
 
 
+def session_items(db: Any) -> Iterator[tuple[Any, Any, Any]]:
+    """Each work item of an open cosmic-ray session with its (single) mutation and its result (None: pending)."""
+    results = dict(db.results)
+    for item in db.work_items:
+        yield item, item.mutations[0], results.get(item.job_id)
+
+
 def skip_annotations(path: str, session: Path) -> int:
     """Mark the mutants inside annotations as skipped (see annotation_ranges); returns how many."""
     from cosmic_ray.work_db import use_db, WorkDB
@@ -124,10 +133,7 @@ def skip_annotations(path: str, session: Path) -> int:
     ranges = annotation_ranges(REPO / path)
     skipped = 0
     with use_db(str(session), WorkDB.Mode.open) as db:
-        results = dict(db.results)
-        for item in db.work_items:
-            mutation = item.mutations[0]
-            result = results.get(item.job_id)
+        for item, mutation, result in session_items(db):
             if result is not None and result.worker_outcome == WorkerOutcome.SKIPPED:
                 continue
             if any(a <= tuple(mutation.start_pos) and tuple(mutation.end_pos) <= b for a, b in ranges):
@@ -284,10 +290,7 @@ def summarise(path: str, equivalent: dict[str, list[dict]]) -> dict | None:
     counts = dict(total=0, killed=0, survived=0, equivalent=0, incompetent=0, pending=0, skipped=0)
     survivors, equivalents = [], []
     with use_db(str(session), WorkDB.Mode.open) as db:
-        results = dict(db.results)
-        for item in db.work_items:
-            mutation = item.mutations[0]
-            result = results.get(item.job_id)
+        for item, mutation, result in session_items(db):
             if result is not None and result.worker_outcome == WorkerOutcome.SKIPPED:
                 counts["skipped"] += 1
                 continue
