@@ -228,16 +228,17 @@ def column_stat(block: Block, variant: Variant, column: Column, test: str = "tte
             notes.append(f"no single_task run of {column.task!r} with this protocol ({where(r)})")
             continue
         ref_value = ref.metric_values().get(cell)
-        if not _usable(ref_value):
+        if not usable(ref_value):
             notes.append(f"the single_task run of {column.task!r} has no usable {column.metric} ({where(r)})")
-        elif _usable(value):
+        elif usable(value):
             deltas.append(value - ref_value)
     p_value, why = paired_test(deltas, test)
     return Stat(**base, values=tuple(values), deltas=tuple(deltas), p_value=p_value,
                 notes=tuple(dict.fromkeys(notes + ([why] if why else []))))
 
 
-def _usable(value: float | None) -> bool:
+def usable(value: float | None) -> bool:
+    """Whether a stored value can be compared: present and not NaN."""
     return value is not None and value == value  # NaN != NaN
 
 
@@ -249,7 +250,7 @@ def _values(runs: list[RunRecord], cell: tuple[str, str], method: str) -> tuple[
         return [], [f"task {cell[0]!r} is not trained by {method}"]
     for r in runs:
         value = r.metric_values().get(cell)
-        if _usable(value):
+        if usable(value):
             values.append(value)
         else:
             notes.append(f"no {cell[1]} of {cell[0]!r} in the {method} run ({where(r)})" if value is None
@@ -264,24 +265,45 @@ def delta_m(block: Block, variant: Variant, primary_only: bool) -> Stat:
     ``primary_only=True``: over one primary metric per task (Maninis, Radosavovic & Kokkinos, CVPR 2019).
     Each run gets its own Δm against the single-task runs with its protocol; the cell averages them.
     """
-    name = "Δm (tasks)" if primary_only else "Δm (metrics)"
+    name = delta_m_name(primary_only)
     columns = [c for c in block.columns if c.primary or not primary_only]
     refs = block.references()
     values, notes = [], []
     for r in variant.runs:
-        own, parts = r.metric_values(), []
-        for c in columns:
-            ref = refs.get((r.protocol_id, c.task))
-            ref_value = ref.metric_values().get((c.task, c.metric)) if ref else None
-            value = own.get((c.task, c.metric))
-            rel = relative_difference(value, ref_value, c.higher_is_better) \
-                if _usable(value) and _usable(ref_value) else None
-            parts.append(rel)
-        if parts and all(p is not None for p in parts):
-            values.append(100.0 * sum(parts) / len(parts))
+        value = run_delta_m(r, columns, refs)
+        if value is not None:
+            values.append(value)
         else:
             notes.append(f"{name} leaves out {where(r)}: not every metric has a single-task value to compare with")
     return Stat("", name, True, False, tuple(values), notes=tuple(notes), unit="%")
+
+
+def delta_m_name(primary_only: bool) -> str:
+    """The header of a Δm column: over one primary metric per task, or over every metric."""
+    return "Δm (tasks)" if primary_only else "Δm (metrics)"
+
+
+def run_delta_m(run: RunRecord, columns: list[Column], refs: dict[tuple[str, str], RunRecord]) -> float | None:
+    """One run's Δm in % over ``columns`` against the single-task runs ``refs`` of its protocol
+    (:meth:`Block.references`); None when a column has no value or no single-task value to compare with."""
+    own, parts = run.metric_values(), []
+    for c in columns:
+        ref = refs.get((run.protocol_id, c.task))
+        ref_value = ref.metric_values().get((c.task, c.metric)) if ref else None
+        value = own.get((c.task, c.metric))
+        parts.append(relative_difference(value, ref_value, c.higher_is_better)
+                     if usable(value) and usable(ref_value) else None)
+    if not parts or any(p is None for p in parts):
+        return None
+    return 100.0 * sum(parts) / len(parts)
+
+
+def paired_runs(variant: Variant, baseline: Variant) -> tuple[list[tuple[RunRecord, RunRecord]], list[RunRecord]]:
+    """``variant``'s runs each with ``baseline``'s run of the same protocol (same seed and fold: the stored
+    ``protocol_id``), and the runs of ``variant`` that have none."""
+    theirs = {r.protocol_id: r for r in baseline.runs}
+    pairs = [(r, theirs[r.protocol_id]) for r in variant.runs if r.protocol_id in theirs]
+    return pairs, [r for r in variant.runs if r.protocol_id not in theirs]
 
 
 def verdict(stats: list[Stat]) -> tuple[bool | None, str]:
@@ -304,7 +326,7 @@ def relative_differences(block: Block, variant: Variant, column: Column) -> list
         ref = refs.get((r.protocol_id, column.task))
         value, ref_value = r.metric_values().get(cell), ref.metric_values().get(cell) if ref else None
         rel = relative_difference(value, ref_value, column.higher_is_better) \
-            if _usable(value) and _usable(ref_value) else None
+            if usable(value) and usable(ref_value) else None
         if rel is not None:
             out.append(100.0 * rel)
     return out

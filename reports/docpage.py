@@ -33,6 +33,7 @@ from pathlib import Path
 from reports.compare import build_blocks
 from reports.layouts import LAYOUTS, build_tables
 from reports.render import render
+from reports.spec import Baseline
 from reports.table import ReportOptions
 from results import COMPLETED, RunRecord, read_jsonl
 
@@ -51,6 +52,7 @@ def block_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layout", choices=LAYOUTS, default="negative-transfer")
     parser.add_argument("--spread", default="std")
     parser.add_argument("--test", default="ttest")
+    parser.add_argument("--versus", help="--layout versus: the baseline, METHOD[:KEY=VALUE,...] (values as text)")
     parser.add_argument("--out", help="figure: the path stem of the figure files (PNG + PDF)")
     return parser
 
@@ -79,7 +81,8 @@ def render_block(command: str) -> str:
         return f"*(no completed run in {', '.join(args.runs)} matches this block yet)*\n"
     if args.kind == "table":
         tables = build_tables(runs, args.layout, args.db or sorted({r.db for r in runs}), args.backbone,
-                              ReportOptions(spread=args.spread, test=args.test))
+                              ReportOptions(spread=args.spread, test=args.test,
+                                            versus=Baseline.parse(args.versus) if args.versus else None))
         return render(tables, "markdown").rstrip("\n") + "\n"
     if args.kind == "figure":
         return figure_links(runs, args)

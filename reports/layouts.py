@@ -1,4 +1,4 @@
-"""Tables from stored runs: the negative-transfer table and the paper's Tables 2-5.
+"""Tables from stored runs: the negative-transfer table, the versus table and the paper's Tables 2-5.
 
 Kollias, Sharmanska & Zafeiriou (AAAI-24): Table 2 compares ST / NC MT / S-T NC MT / C MT (DM) /
 C MT (DB) on the task pairings, Table 3 ablates the coupling losses per relatedness source, Table 4
@@ -17,9 +17,10 @@ from reports.negative_transfer import negative_transfer
 from reports.spec import ANY, EXPECTED_VALUES, LAYOUT_ROWS, METRIC_LABELS, TASK_ROLES, RowSpec, matches
 from reports.stats import SPREADS, TESTS, Stat
 from reports.table import Cell, ReportOptions, Row, Table, legend
+from reports.versus import versus
 from results import RunRecord
 
-LAYOUTS = ("negative-transfer", "table2", "table3", "table4", "table5")
+LAYOUTS = ("negative-transfer", "versus", "table2", "table3", "table4", "table5")
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class LayoutRow:
 
 def build_tables(records: Iterable[RunRecord], layout: str, dbs: Iterable[str] | None = None,
                  backbone: str | None = None, options: ReportOptions = ReportOptions()) -> list[Table]:
-    """The tables of ``layout`` for ``dbs`` (default: every db in ``records``)."""
+    """The tables of ``layout`` for ``dbs`` (default: every db in ``records``); ``versus`` needs ``options.versus``."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {list(LAYOUTS)}")
     if options.spread not in SPREADS or options.test not in TESTS:
@@ -44,8 +45,9 @@ def build_tables(records: Iterable[RunRecord], layout: str, dbs: Iterable[str] |
         what = ", ".join(dbs) if dbs else "any db"
         raise ValueError(f"no completed run of {what}{f' with backbone {backbone}' if backbone else ''} "
                          f"in the store; train some with 'python -m benchmark run ...'")
-    if layout == "negative-transfer":
-        tables = [negative_transfer(b, options) for b in blocks]
+    if layout in ("negative-transfer", "versus"):
+        per_block = negative_transfer if layout == "negative-transfer" else versus
+        tables = [per_block(b, options) for b in blocks]
         for i, t in enumerate(tables):  # one db under several protocols: keep LaTeX labels unique
             if [u.name for u in tables].count(t.name) > 1:
                 t.name += f"_{i + 1}"

@@ -10,6 +10,7 @@ and in Table 5, as an extra row under its registry name.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 RowSpec = tuple[str, str, dict[str, Any]]
@@ -80,6 +81,40 @@ TASK_ROLES: dict[str, tuple[str, str]] = {
 METRIC_LABELS: dict[str, str] = {
     "accuracy": "Acc", "f1_macro": "F1", "mean_class_accuracy": "mAcc", "accuracy_mean": "Acc", "f1_mean": "F1",
 }
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The variant the ``versus`` layout compares every other variant with: a method, and the hyperparameters
+    (``key=value``, compared as text like a row's filter) that pick one of its variants in each block."""
+
+    method: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def parse(cls, spec: str) -> Baseline:
+        """``METHOD`` or ``METHOD:KEY=VALUE,...`` with the values kept as text (they are compared as text)."""
+        name, _, sets = spec.partition(":")
+        if not name.strip():
+            raise ValueError(f"--versus {spec!r}: expected METHOD or METHOD:KEY=VALUE,... (e.g. dmsca:lambda_dm=1.0)")
+        pairs = []
+        for pair in (s for s in sets.split(",") if s):
+            key, sep, text = pair.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"--versus {spec}: {pair!r} is not of the form key=value")
+            pairs.append((key.strip(), text.strip()))
+        return cls(name.strip(), tuple(pairs))
+
+    @property
+    def text(self) -> str:
+        """``method`` or ``method:key=value,...``, as ``--versus`` takes it."""
+        pairs = ",".join(f"{k}={v}" for k, v in self.options)
+        return self.method + (f":{pairs}" if pairs else "")
+
+    @property
+    def spec(self) -> RowSpec:
+        """The baseline as a row filter, for :func:`matches`."""
+        return self.text, self.method, dict(self.options)
 
 
 def matches(method: str, options: dict[str, Any], spec: RowSpec) -> bool:

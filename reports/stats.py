@@ -96,18 +96,19 @@ def spread(values: tuple[float, ...] | list[float], kind: str = "std") -> float 
     return sd / math.sqrt(len(values)) if kind == "sem" else sd
 
 
-def paired_test(deltas: tuple[float, ...] | list[float], test: str = "ttest") -> tuple[float | None, str]:
+def paired_test(deltas: tuple[float, ...] | list[float], test: str = "ttest",
+                against: str = "single-task") -> tuple[float | None, str]:
     """Two-sided p-value that the paired differences have zero mean (median, for Wilcoxon).
 
     Returns ``(None, why)`` when there are fewer than :data:`MIN_PAIRS` pairs or the test is
-    undefined (all differences identical).
+    undefined (all differences identical); ``against`` names what the differences are to in ``why``.
     """
     if test not in TESTS:
         raise ValueError(f"unknown paired test {test!r}; choose one of {list(TESTS)}")
     if len(deltas) < MIN_PAIRS:
         return None, ""
     if max(deltas) - min(deltas) <= 1e-12 * max(1.0, max(abs(d) for d in deltas)):
-        return None, "paired test undefined: the differences to single-task are identical in every run"
+        return None, f"paired test undefined: the differences to {against} are identical in every run"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         if test == "ttest":  # ttest_rel(a, b) is the one-sample t-test of a - b against 0

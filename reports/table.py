@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from reports.spec import Baseline
 from reports.stats import MIN_PAIRS, SPREADS, TESTS, Stat
 
 
@@ -88,12 +89,14 @@ class ReportOptions:
         test: paired test, a key of ``reports.stats.TESTS`` (default paired t-test).
         alpha: level below which a cell gets the significance marker.
         per_run: negative-transfer table with one row per run instead of per method.
+        versus: the ``versus`` layout's baseline, the variant every other is compared with.
     """
 
     spread: str = "std"
     test: str = "ttest"
     alpha: float = 0.05
     per_run: bool = False
+    versus: Baseline | None = None
 
 
 def legend(cross_validated: bool, options: ReportOptions, delta: bool) -> list[str]:

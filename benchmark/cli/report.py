@@ -1,17 +1,22 @@
-"""``report``: negative-transfer and paper tables, and figures, from stored runs; it never trains."""
+"""``report``: negative-transfer, versus and paper tables, and figures, from stored runs; it never trains."""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmark.cli.arguments import add_runs_source, add_store
 from benchmark.cli.command import Command
 from results import RunRecord
 
+if TYPE_CHECKING:
+    from reports import Baseline
+
 #: ``report --layout`` values (reports.LAYOUTS, spelled out so the parser needs no plotting imports).
-REPORT_LAYOUTS = ["negative-transfer", "table2", "table3", "table4", "table5"]
+REPORT_LAYOUTS = ["negative-transfer", "versus", "table2", "table3", "table4", "table5"]
 
 
 def add_arguments(rep: argparse.ArgumentParser) -> None:
@@ -19,12 +24,16 @@ def add_arguments(rep: argparse.ArgumentParser) -> None:
     rep.add_argument("--db", nargs="+", help="one or more dbs (default: every db in the store)")
     rep.add_argument("--backbone", help="only runs with this backbone")
     rep.add_argument("--layout", choices=REPORT_LAYOUTS, default="negative-transfer", help="default: %(default)s")
+    rep.add_argument("--versus", metavar="METHOD[:KEY=VALUE,...]",
+                     help="--layout versus: the baseline, in each db the variant of METHOD with these options (e.g. "
+                          "no_coupling, dmsca:lambda_dm=1.0); every other variant is compared with it run by run")
     rep.add_argument("--format", choices=["markdown", "latex", "csv", "json", "html"], default="markdown",
                      help="html: one self-contained page of every table and figure, written to --out DIR/index.html "
                           "(default WORKDIR/report/)")
     rep.add_argument("--out", metavar="DIR", help="also write the table (and --figures) into DIR")
     rep.add_argument("--spread", choices=["std", "sem", "half_range"], default="std", help="± convention")
-    rep.add_argument("--test", choices=["ttest", "wilcoxon"], default="ttest", help="paired test vs single-task")
+    rep.add_argument("--test", choices=["ttest", "wilcoxon"], default="ttest",
+                     help="paired test vs single-task (--layout versus: vs the baseline)")
     rep.add_argument("--alpha", type=float, default=0.05, help="level of the significance marker")
     rep.add_argument("--per-run", action="store_true", help="negative-transfer rows per run, not per method")
     rep.add_argument("--figures", action="store_true", help="also draw figures (PNG + PDF; --out or WORKDIR/figures)")
@@ -36,7 +45,8 @@ def add_arguments(rep: argparse.ArgumentParser) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Print the chosen layout in the chosen format; write it (and figures) when asked. ``--format html`` is
-    one page of every table and figure (:mod:`benchmark.html_report`)."""
+    one page of every table and figure (:mod:`benchmark.html_report`), which leaves out ``--layout``."""
+    check_versus_flags(args)
     if args.format == "html":
         from benchmark.html_report import write_page
 
@@ -58,12 +68,13 @@ def handle(args: argparse.Namespace) -> int:
         where = ", ".join(args.runs) if args.runs else args.workdir
         raise ValueError(f"no completed run of {what}{f' with backbone {args.backbone}' if args.backbone else ''} "
                          f"in {where}; train some with 'python -m benchmark run --db ... --method ...'")
-    options = ReportOptions(spread=args.spread, test=args.test, alpha=args.alpha, per_run=args.per_run)
+    options = ReportOptions(spread=args.spread, test=args.test, alpha=args.alpha, per_run=args.per_run,
+                            versus=versus_baseline(args.versus) if args.versus else None)
     tables = build_tables(records, args.layout, dbs, args.backbone, options)
     text = render(tables, args.format)
     print(text, end="")
     if args.out:
-        out = Path(args.out) / f"{args.layout.replace('-', '_')}_{'_'.join(dbs)}.{SUFFIXES[args.format]}"
+        out = Path(args.out) / f"{table_stem(args, dbs)}.{SUFFIXES[args.format]}"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
         print(f"wrote {out}", file=sys.stderr)
@@ -72,6 +83,40 @@ def handle(args: argparse.Namespace) -> int:
         paths = draw_figures(records, dbs, folder, args)
         print(f"wrote {len(paths)} figure files under {folder}", file=sys.stderr)
     return 0
+
+
+def check_versus_flags(args: argparse.Namespace) -> None:
+    """``--layout versus`` and ``--versus`` go together; either without the other is an error naming both."""
+    if args.layout == "versus" and not args.versus:
+        raise ValueError("--layout versus needs --versus METHOD or METHOD:KEY=VALUE,..., the variant every other "
+                         "one is compared with (e.g. --versus no_coupling)")
+    if args.versus and args.layout != "versus":
+        raise ValueError(f"--versus is for --layout versus (not {args.layout}); add --layout versus")
+
+
+def versus_baseline(spec: str) -> Baseline:
+    """``--versus METHOD[:KEY=VALUE,...]``, the syntax of ``bench --methods``. The values are parsed as ``run --set``
+    parses the method's options (:func:`benchmark.options.parse_overrides`: ``lambda_dm=1`` is the float 1.0, as
+    stored) when the method is registered here; a method that is not (a plugin missing here) keeps them as text,
+    which is how the report compares option values anyway."""
+    from benchmark.options import parse_overrides
+    from methods import METHODS
+    from reports import Baseline
+
+    text = Baseline.parse(spec)  # checks the form; values as text
+    if text.method not in METHODS:
+        return text
+    pairs = [f"{k}={v}" for k, v in text.options]
+    options = parse_overrides(METHODS.get(text.method), pairs, f"--versus {spec}: method {text.method!r}")
+    return Baseline(text.method, tuple(options.items()))
+
+
+def table_stem(args: argparse.Namespace, dbs: list[str]) -> str:
+    """The file name (without suffix) of ``--out``: ``LAYOUT_DBS``; the versus layout names its baseline too."""
+    layout = args.layout.replace("-", "_")
+    if args.layout == "versus":
+        layout += "_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", args.versus)
+    return f"{layout}_{'_'.join(dbs)}"
 
 
 def check_dbs(args: argparse.Namespace, records: list[RunRecord]) -> None:
@@ -95,5 +140,5 @@ def check_dbs(args: argparse.Namespace, records: list[RunRecord]) -> None:
                          f"Dbs with completed runs there: {', '.join(stored) or 'none'}")
 
 
-COMMAND = Command("report", "negative-transfer and paper tables, figures, from stored runs (never trains)",
+COMMAND = Command("report", "negative-transfer, versus and paper tables, figures, from stored runs (never trains)",
                   add_arguments, handle)

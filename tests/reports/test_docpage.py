@@ -75,3 +75,29 @@ def test_the_runs_block_gives_each_runs_chosen_epoch_of_the_epochs_it_trained():
                                   "config": {**record.config, "epochs": 30, "patience": 6}})
     table = run_summary([stopped])
     assert "| 30, 6 | 4/10 |" in table, table  # chose its 4th epoch, stopped after the 10th of at most 30
+
+
+def test_a_versus_block_renders_the_versus_layout_against_its_baseline(tmp_path, monkeypatch):
+    from reports.spec import Baseline
+    from reports.table import ReportOptions
+
+    monkeypatch.chdir(tmp_path)
+    records = [r for r in toy_records() if r.db == "toy"]
+    with open("toy.jsonl", "w") as f:
+        for r in records:
+            f.write(json.dumps(r.to_json()) + "\n")
+    page = "<!-- mtlbench: table --runs toy.jsonl --db toy --layout versus --versus no_coupling -->\n<!-- /mtlbench -->\n"
+    expected = render(build_tables(records, "versus", ["toy"], None,
+                                   ReportOptions(versus=Baseline.parse("no_coupling"))), "markdown")
+    assert expected.strip() in refresh(page)
+    assert "against no_coupling" in expected
+
+
+@pytest.mark.parametrize("spec, message", [(":a=1", "expected METHOD"), ("dmsca:lambda_dm", "not of the form"),
+                                           ("dmsca:=1", "not of the form")])
+def test_a_malformed_versus_names_what_is_wrong(spec, message):
+    from reports.spec import Baseline
+
+    with pytest.raises(ValueError, match=message):
+        Baseline.parse(spec)
+    assert Baseline.parse("dmsca: lambda_dm = 1.0 ,").options == (("lambda_dm", "1.0"),)

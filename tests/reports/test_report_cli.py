@@ -46,9 +46,10 @@ def test_default_is_the_negative_transfer_markdown_table(workdir, capsys):
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_latex_of_each_layout_is_printed_and_written(workdir, tmp_path, capsys, layout):
     out_dir = tmp_path / "out"
-    assert report(workdir, "--layout", layout, "--format", "latex", "--out", str(out_dir)) == 0
+    versus = ["--versus", "no_coupling"] if layout == "versus" else []
+    assert report(workdir, "--layout", layout, *versus, "--format", "latex", "--out", str(out_dir)) == 0
     printed = capsys.readouterr().out
-    written = out_dir / f"{layout.replace('-', '_')}_cvtoy_toy.tex"
+    written = out_dir / f"{layout.replace('-', '_')}{'_no_coupling' if versus else ''}_cvtoy_toy.tex"
     assert written.read_text() == printed and "\\toprule" in printed and "\\bottomrule" in printed
 
 

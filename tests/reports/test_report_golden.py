@@ -13,16 +13,18 @@ import subprocess
 
 import pytest
 
-from reports import LAYOUTS, SUFFIXES, build_tables, render
+from reports import LAYOUTS, SUFFIXES, Baseline, ReportOptions, build_tables, render
 from tests.conftest import REPO
 from tests.reports.report_store import record, toy_records
 
 GOLDEN = REPO / "tests" / "reports" / "golden"
 UPDATE = os.environ.get("MTLBENCH_UPDATE_GOLDEN") == "1"
+#: The versus layout's golden files compare every variant with no_coupling.
+OPTIONS = {"versus": ReportOptions(versus=Baseline("no_coupling"))}
 
 
 def _render(layout: str, fmt: str) -> str:
-    return render(build_tables(toy_records(), layout), fmt)
+    return render(build_tables(toy_records(), layout, options=OPTIONS.get(layout, ReportOptions())), fmt)
 
 
 @pytest.mark.parametrize("fmt", ["markdown", "latex"])
