@@ -12,7 +12,7 @@ minor page faults a second and spent up to 60% of its CPU time in the kernel.
 ``python -m benchmark`` calls it once at start-up. What it costs: the process keeps its peak heap
 instead of returning memory to the system between steps. What it leaves alone: every number. Tensor
 buffers keep PyTorch's own alignment, so the same kernels run on the same values (``benchmarks/
-allocator_speed.py`` checks the losses bit for bit and prints the step times side by side).
+cpu_speed.py`` checks the weights bit for bit and prints the step times side by side).
 
 Set ``MTLBENCH_ALLOCATOR=system`` to keep glibc's defaults. On a system without glibc (macOS, musl,
 Windows) this does nothing.

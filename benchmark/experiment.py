@@ -7,7 +7,7 @@ reported at once, naming the file, the entry and the fix; nothing runs until the
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ except ModuleNotFoundError:  # Python 3.10
 from benchmark.amp import PRECISIONS
 from benchmark.config import ATTRIBUTE_LOSSES
 
-TOP_KEYS = ("description", "seeds", "folds", "backbones", "preset", "resources", "methods", "dbs")
+TOP_KEYS = ("description", "seeds", "folds", "backbones", "preset", "execution", "resources", "methods", "dbs")
 METHOD_KEYS = ("name", "options", "folds", "backbones")  # folds, backbones: run this entry on those only
 DB_KEYS = ("name", "options", "data_root", "folds", "seeds", "preset", "optional")
 BACKBONE_KEYS = ("name", "pretrained", "preset")  # preset: overrides for this backbone (over the dbs' and the file's)
@@ -28,6 +28,9 @@ PRESET_KEYS = {"epochs": int, "batch_size": int, "lr": float, "image_size": int,
 #: The allowed values of a preset's string keys (each part of a run's identity).
 PRESET_CHOICES = {"precision": PRECISIONS, "attribute_loss": ATTRIBUTE_LOSSES}
 RESOURCE_KEYS = ("cpus", "gpus")
+#: ``[execution]``: how every run of the file executes (``benchmark/train.py``'s TrainOptions); never part of a
+#: run's identity, stored with each run (``environment.execution``).
+EXECUTION_KEYS = ("channels_last",)
 
 
 class ExperimentError(ValueError):
@@ -56,6 +59,7 @@ class Experiment:
     methods: list[Entry]
     dbs: list[Entry]
     backbones: list[Entry]
+    execution: dict[str, bool] = field(default_factory=dict)
 
 
 class Problems:
@@ -91,6 +95,7 @@ def load(path: str | Path) -> Experiment:
         path=path, description=str(data.get("description", "")),
         seeds=check_seeds(problems, "seeds", data.get("seeds", [0])), folds=data.get("folds"), preset=preset,
         resources=check_resources(problems, data.get("resources", {})),
+        execution=check_execution(problems, data.get("execution", {})),
         methods=entries(problems, "methods", data.get("methods"), METHOD_KEYS, required=True),
         dbs=entries(problems, "dbs", data.get("dbs"), DB_KEYS, required=True),
         backbones=entries(problems, "backbones", data.get("backbones", ["smallcnn"]), BACKBONE_KEYS, required=True))
@@ -206,6 +211,23 @@ def check_resources(problems: Problems, resources: Any) -> dict[str, float]:
                 problems.add("resources", f"{key} must be a number >= 0 (fractions share a device), got {value!r}")
             else:
                 out[key] = float(value)
+    return out
+
+
+def check_execution(problems: Problems, execution: Any) -> dict[str, bool]:
+    """How the file's runs execute: ``channels_last`` (bool). Not part of any run's identity (like ``run
+    --channels-last``): it changes the order of floating-point operations, not what a run is."""
+    if not isinstance(execution, dict):
+        problems.add("execution", "must be a table, e.g. execution = { channels_last = true }")
+        return {}
+    unknown_keys(problems, "execution", execution, EXECUTION_KEYS)
+    out = {}
+    for key in EXECUTION_KEYS:
+        if key in execution:
+            if isinstance(execution[key], bool):
+                out[key] = execution[key]
+            else:
+                problems.add("execution", f"{key} must be true or false, got {execution[key]!r}")
     return out
 
 

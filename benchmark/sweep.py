@@ -32,6 +32,7 @@ from benchmark.run_graph import DependencyCycleError, RunGraph, dependency_confi
 from benchmark.stores import store_path
 from benchmark.sweep_plan import DONE, RESUME, RUN, Backend, Node, Outcome, Plan
 from benchmark.tasks import Problem
+from benchmark.train import TrainOptions
 from datasets import Db
 from methods import METHODS
 from results import COMPLETED, FAILED, RUNNING, ResultsStore
@@ -277,18 +278,25 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError("--address is the Ray cluster to use: add --executor ray")
 
 
-def make_backend(args: argparse.Namespace, store: ResultsStore, resources: dict[str, float]) -> Backend:
+def make_backend(args: argparse.Namespace, store: ResultsStore, experiment: Experiment) -> Backend:
     """The executor asked for on the command line; Ray is imported only here."""
     from benchmark import sweep_backends
 
+    options = train_options(args, experiment)
     if args.executor == "ray":
         from benchmark.sweep_ray import RayBackend
 
-        return RayBackend(store, args.workdir, args.address, resources, tensorboard=args.tensorboard)
+        return RayBackend(store, args.workdir, args.address, experiment.resources, options)
     if args.jobs > 1:
-        return sweep_backends.ProcessBackend(store, args.workdir, args.device, args.force, args.jobs,
-                                             tensorboard=args.tensorboard)
-    return sweep_backends.InProcessBackend(store, args.workdir, args.device, args.force, tensorboard=args.tensorboard)
+        return sweep_backends.ProcessBackend(store, args.workdir, args.device, args.force, args.jobs, options)
+    return sweep_backends.InProcessBackend(store, args.workdir, args.device, args.force, options)
+
+
+def train_options(args: argparse.Namespace, experiment: Experiment) -> TrainOptions:
+    """How every run of the sweep executes: the file's ``[execution]`` table, ``--channels-last`` over it, and
+    ``--tensorboard``. None of it is part of a run's identity; each run stores what it ran with."""
+    channels_last = bool(args.channels_last or experiment.execution.get("channels_last", False))
+    return TrainOptions(tensorboard=args.tensorboard, channels_last=channels_last)
 
 
 def only_methods(experiment: Experiment, names: list[str] | None) -> Experiment:
@@ -322,7 +330,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                  plan.count(RUN), plan.count(RESUME))
         for name in QUIET_LOGGERS:  # each run's own chatter would bury the grid's progress; warnings still show
             logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).getEffectiveLevel()))
-        backend = make_backend(args, store, experiment.resources)
+        backend = make_backend(args, store, experiment)
         progress = Progress(len(plan.nodes) - plan.count(DONE), enabled=not args.quiet)
         try:
             with logging_redirect_tqdm():

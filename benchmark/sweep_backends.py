@@ -36,12 +36,13 @@ from results import COMPLETED, FAILED, RUNNING, ResultsStore, RunRecord
 log = logging.getLogger(__name__)
 
 def train_node(cfg: RunConfig, db: Db, store: ResultsStore, device: torch.device, workdir: str | Path, *,
-               force: bool, resume: bool, tensorboard: str | None = None) -> RunRecord:
+               force: bool, resume: bool, options: TrainOptions = TrainOptions()) -> RunRecord:
     """Train one planned run through the runner, as the plan decided: ``force`` retrains a completed run,
     ``resume`` continues an unfinished one (stored ``running`` or ``failed``) from its last checkpoint in
-    ``workdir/checkpoints/`` (from the start when it has none); ``tensorboard``: log its epochs there."""
+    ``workdir/checkpoints/`` (from the start when it has none); ``options``: how it executes (channels-last,
+    TensorBoard logging), never part of its identity."""
     return execute(cfg, db, store, device, force=force, progress=False, workdir=workdir, resume=resume,
-                   options=TrainOptions(tensorboard=tensorboard))
+                   options=options)
 
 
 def outcome_of(record: RunRecord) -> Outcome:
@@ -85,9 +86,9 @@ class InProcessBackend:
     slots = 1
 
     def __init__(self, store: ResultsStore, workdir: str | Path, device: str, force: bool,
-                 tensorboard: str | None = None) -> None:
+                 options: TrainOptions = TrainOptions()) -> None:
         self.store, self.workdir, self.device, self.force = store, workdir, pick_device(device), force
-        self.tensorboard = tensorboard
+        self.options = options
         self.started = now()
         self.dbs: dict[DbSpec, Db] = {}
 
@@ -98,7 +99,7 @@ class InProcessBackend:
                 self.dbs[node.db] = node.db.open()
             record = train_node(node.cfg, self.dbs[node.db], self.store, self.device, self.workdir,
                                 force=self.force and node.in_grid, resume=node.action == RESUME,
-                                tensorboard=self.tensorboard)
+                                options=self.options)
             future.set_result(outcome_of(record))
         except Exception as exc:  # the runner stored it failed (if it got that far); the sweep goes on
             log.debug("run %s failed", node.run_id, exc_info=True)
@@ -125,7 +126,7 @@ class WorkerJob:
     device: str
     force: bool
     resume: bool
-    tensorboard: str | None = None
+    options: TrainOptions = TrainOptions()
 
 
 def worker_init(threads: int, level: int) -> None:
@@ -141,7 +142,7 @@ def worker_run(job: WorkerJob) -> Outcome:
     try:
         with ResultsStore(store_path(job.workdir)) as store:
             record = train_node(job.cfg, job.db.open(), store, pick_device(job.device), job.workdir, force=job.force,
-                                resume=job.resume, tensorboard=job.tensorboard)
+                                resume=job.resume, options=job.options)
         return outcome_of(record)
     except Exception as exc:
         return Outcome(False, error_text(exc), time.perf_counter() - started)
@@ -155,10 +156,10 @@ class ProcessBackend:
     """
 
     def __init__(self, store: ResultsStore, workdir: str | Path, device: str, force: bool, jobs: int,
-                 tensorboard: str | None = None) -> None:
+                 options: TrainOptions = TrainOptions()) -> None:
         pick_device(device)  # fail here, not in every worker
         self.store, self.workdir, self.device, self.force, self.slots = store, str(workdir), device, force, jobs
-        self.tensorboard = tensorboard
+        self.options = options
         self.started = now()
         self.pool = self.new_pool()
 
@@ -170,7 +171,7 @@ class ProcessBackend:
 
     def submit(self, node: Node, closure: list[Node]) -> Future:
         job = WorkerJob(node.cfg, node.db, self.workdir, self.device, self.force and node.in_grid,
-                        node.action == RESUME, self.tensorboard)
+                        node.action == RESUME, self.options)
         try:
             return self.pool.submit(worker_run, job)
         except BrokenProcessPool:  # a worker died earlier and took the pool with it: start a new one

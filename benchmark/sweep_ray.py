@@ -11,6 +11,7 @@ Ray is imported when this backend is made, so nothing else needs it installed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -29,6 +30,7 @@ from benchmark.runner import execute
 from benchmark.stores import open_store
 from benchmark.sweep_plan import Node, Outcome
 from benchmark.sweep_backends import error_text, outcome_of, record_failure
+from benchmark.train import TrainOptions
 from results import COMPLETED, ResultsStore, RunRecord
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ class RayJob:
     db: DbSpec
     force: bool
     dependencies: tuple[dict[str, Any], ...]
+    options: TrainOptions = TrainOptions()  # how it executes (channels-last); TensorBoard stays on the driver
 
 
 def ray_train(job: RayJob, *weights: bytes) -> dict[str, Any]:
@@ -59,7 +62,7 @@ def ray_train(job: RayJob, *weights: bytes) -> dict[str, Any]:
             error = None
             try:
                 execute(job.cfg, job.db.open(), store, pick_device("auto"), force=job.force, progress=False,
-                        workdir=scratch)
+                        workdir=scratch, options=job.options)
             except Exception as exc:  # stored failed in the scratch store when it got that far
                 error = error_text(exc)
             record = store.get(job.cfg.run_id)
@@ -76,13 +79,15 @@ class RayBackend:
         address: the cluster (``ray.init(address)``); None starts Ray on this machine.
         resources: the experiment file's ``[resources]``: ``cpus`` (default 1) and ``gpus`` per run
             (default 1 when the cluster has GPUs, else 0).
-        tensorboard: a log folder on the driver; a run's epochs are written there when its record
-            comes back (the workers may share no filesystem with the driver).
+        options: how every run executes (channels-last); its ``tensorboard`` is a log folder on the driver,
+            where a run's epochs are written when its record comes back (the workers may share no
+            filesystem with the driver).
     """
 
     def __init__(self, store: ResultsStore, workdir: str | Path, address: str | None,
-                 resources: dict[str, float], tensorboard: str | None = None) -> None:
-        self.tensorboard = tensorboard
+                 resources: dict[str, float], options: TrainOptions = TrainOptions()) -> None:
+        self.tensorboard = options.tensorboard
+        self.options = dataclasses.replace(options, tensorboard=None)
         try:
             import ray
         except ImportError:
@@ -106,7 +111,7 @@ class RayBackend:
     def submit(self, node: Node, closure: list[Node]) -> Future:
         records = tuple(self.dependency_record(d) for d in closure)
         refs = [self.weights_ref(d.run_id) for d in closure]
-        return self.task.remote(RayJob(node.cfg, node.db, node.in_grid, records), *refs).future()
+        return self.task.remote(RayJob(node.cfg, node.db, node.in_grid, records, self.options), *refs).future()
 
     def dependency_record(self, node: Node) -> dict[str, Any]:
         """The stored record of a completed run another run builds on, to ship with the task."""

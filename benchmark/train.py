@@ -52,7 +52,8 @@ class TrainOptions:
     as the device does, never what is computed: the precision, which does, is ``RunConfig.precision``.
 
     Args:
-        channels_last: the network and its inputs in channels-last memory format (faster convolutions on GPUs).
+        channels_last: the network and its inputs in channels-last memory format (faster convolutions on GPUs,
+            and on CPUs for efficientnet_lite0: docs/scale.md).
         compile: a ``torch.compile`` backend for the backbone (``inductor``, ``aot_eager``, ...), or None.
             Heads and hooks stay eager, so gradients with respect to z exist; GradNorm then needs its
             ``layer`` named (a compiled graph does not show which layer ran last).

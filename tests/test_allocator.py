@@ -1,6 +1,6 @@
 """benchmark/allocator.py: glibc's malloc thresholds, the opt-out, and the CLI setting them at start-up.
 
-That the numbers do not change is checked by ``benchmarks/allocator_speed.py`` (weights bit-identical after
+That the numbers do not change is checked by ``benchmarks/cpu_speed.py`` (weights bit-identical after
 training steps under both settings); the speed is a benchmark's business, not a test's.
 """
 

@@ -121,3 +121,22 @@ def test_a_killed_cli_run_resumes_with_resume(tmp_path):
     with ResultsStore(tmp_path / "whole" / "results.sqlite") as store:
         execute(cfg, db, store, CPU, progress=False)
     assert _outcome(work, cfg.run_id) == _outcome(tmp_path / "whole", cfg.run_id)
+
+
+def test_a_channels_last_run_resumes_bit_for_bit(tmp_path):
+    """The CPU reference grids run channels-last ([execution] in their experiment files): a resumed run must
+    still end as an uninterrupted one (the checkpoint's weights and Adam state go back into a channels-last
+    network)."""
+    from benchmark.train import TrainOptions
+
+    fast = TrainOptions(channels_last=True)
+    db = SyntheticDb(**TINY_DB)
+    cfg = _config("dmsca", db)
+    with ResultsStore(tmp_path / "whole" / "results.sqlite") as store:
+        execute(cfg, db, store, CPU, progress=False, options=fast)
+    resumed = tmp_path / "resumed"
+    with ResultsStore(resumed / "results.sqlite") as store:
+        with _interrupt_after_first_checkpoint(), pytest.raises(KeyboardInterrupt):
+            execute(cfg, db, store, CPU, progress=False, options=fast)
+        execute(cfg, db, store, CPU, progress=False, resume=True, options=fast)
+    assert _outcome(resumed, cfg.run_id) == _outcome(tmp_path / "whole", cfg.run_id)

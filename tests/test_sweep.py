@@ -205,3 +205,31 @@ def test_adashare_retrainings_share_their_policy_search_which_is_planned_first(t
     retrainings = [n for n in plan.nodes if n.cfg.method_options["phase"] == "retrain"]
     assert plan.nodes[0] is search and not search.in_grid  # a dependency, trained once, first
     assert len(retrainings) == 2 and all(n.needs == [search.run_id] for n in retrainings)
+
+
+@pytest.mark.parametrize("table, flag, expected", [("", (), False), ("[execution]\nchannels_last = true\n", (), True),
+                                                   ("", ("--channels-last",), True)],
+                         ids=["default", "file", "flag"])
+def test_execution_channels_last_from_the_file_or_the_flag_reaches_every_run_but_not_its_id(
+        tmp_path, monkeypatch, table, flag, expected):
+    seen = []
+
+    def recording(cfg, *args, options, **kwargs):
+        seen.append(options.channels_last)
+        return train(cfg, *args, options=options, **kwargs)
+
+    monkeypatch.setattr(runner, "train", recording)
+    text = GRID.replace('methods = ["student_teacher", "no_coupling"]', 'methods = ["no_coupling"]') + table
+    assert sweep(tmp_path, *flag, text=text) == 0
+    (run,) = ResultsStore(tmp_path / "w" / "results.sqlite").runs()
+    assert seen == [expected] and run.environment["execution"]["channels_last"] is expected
+    plain = expand(load(write(tmp_path, GRID.replace('["student_teacher", "no_coupling"]', '["no_coupling"]'))))
+    assert run.run_id == plain[0].cfg.run_id  # how a run executes is not what it is
+
+
+@pytest.mark.parametrize("text, message", [(GRID + "[execution]\nchannels_last = 1\n", "channels_last must be true or false"),
+                                           (GRID + "[execution]\nchannel_last = true\n", "unknown key 'channel_last'"),
+                                           ("execution = 3\n" + GRID, "must be a table")])
+def test_a_bad_execution_table_names_the_key_and_the_fix(tmp_path, text, message):
+    with pytest.raises(ExperimentError, match=message):
+        load(write(tmp_path, text))
