@@ -90,16 +90,25 @@ def _labels(chosen: list[Variant], variants: list[Variant]) -> str:
 def versus_row(against: Against, variant: Variant, variants: list[Variant]) -> Row:
     """``variant``'s row: method, options, (difference, W/T/L) per primary metric, difference in Δm."""
     pairs, unpaired = paired_runs(variant, against.baseline)
-    left_out = [f"no {against.label} run with this protocol ({where(r)}): left out of the comparison"
+    left_out = [f"no baseline ({against.baseline.method}) run with this protocol ({where(r)}): left out of the comparison"
                 for r in unpaired]
-    shown = dict.fromkeys(shown_options(variant.method, variants))
-    cells = [Cell(variant.method), Cell(variant.options_text(shown))]
+    cells = [Cell(variant.method), Cell(options_text(variant, against.baseline, variants))]
     for column in against.columns:
         diffs, notes = differences(against.label, variant, column, pairs)
         cells += [Cell(stats=(_paired_stat(column, diffs, left_out + notes, against),)),
                   Cell(wins_ties_losses(diffs), notes=tuple(dict.fromkeys(left_out + notes)))]
     cells.append(Cell(stats=(delta_m_difference(against, pairs, left_out),)))
     return Row(cells, method=variant.method)
+
+
+def options_text(variant: Variant, baseline: Variant, variants: list[Variant]) -> str:
+    """A variant of the baseline's method: the options whose values differ from the baseline's (what the row
+    tests); another method: the options the negative-transfer table shows."""
+    if variant.method != baseline.method:
+        return variant.options_text(dict.fromkeys(shown_options(variant.method, variants)))
+    keys = [k for k in sorted({*variant.options, *baseline.options})
+            if str(variant.options.get(k)) != str(baseline.options.get(k)) and k in variant.options]
+    return variant.options_text(keys)
 
 
 def differences(label: str, variant: Variant, column: Column, pairs: Pairs) -> tuple[list[float], list[str]]:
@@ -114,7 +123,7 @@ def differences(label: str, variant: Variant, column: Column, pairs: Pairs) -> t
         if not usable(value):
             notes.append(f"no usable {column.metric} of {column.task!r} in the {variant.method} run ({where(run)})")
         elif not usable(ref):
-            notes.append(f"the {label} run has no usable {column.metric} of {column.task!r} ({where(run)})")
+            notes.append(f"the baseline run has no usable {column.metric} of {column.task!r} ({where(run)})")
         else:
             diffs.append(value - ref if column.higher_is_better else ref - value)
     return diffs, notes
@@ -127,7 +136,7 @@ def delta_m_difference(against: Against, pairs: Pairs, left_out: list[str]) -> S
     for run, base in pairs:
         own, theirs = run_delta_m(run, against.columns, refs), run_delta_m(base, against.columns, refs)
         if own is None or theirs is None:
-            whose = f"the {run.method} run" if own is None else f"the {against.label} run"
+            whose = f"the {run.method} run" if own is None else "the baseline's run"
             notes.append(f"{name} leaves out {where(run)}: not every primary metric of {whose} has a single-task "
                          "value to compare with")
         else:
@@ -138,7 +147,7 @@ def delta_m_difference(against: Against, pairs: Pairs, left_out: list[str]) -> S
 def _paired_stat(column: Column, diffs: list[float], notes: list[str], against: Against, unit: str = "") -> Stat:
     """The oriented differences in ``column`` as the values of a stat (so higher is better), with the paired
     test's p-value."""
-    p_value, why = paired_test(diffs, against.options.test, against=against.label)
+    p_value, why = paired_test(diffs, against.options.test, against="the baseline")
     return Stat(column.task, column.metric, True, column.primary, tuple(diffs), p_value=p_value,
                 notes=tuple(dict.fromkeys(notes + ([why] if why else []))), unit=unit)
 
@@ -154,13 +163,15 @@ def versus_legend(label: str, cross_validated: bool, options: ReportOptions) -> 
     """Caption sentences: what is compared, the sign convention, W/T/L, Δm and the paired test."""
     over = "seeds and folds" if cross_validated else "seeds"
     return [
-        f"Each run is paired with the {label} run of the same protocol (db, backbone, seed, fold, epochs, ...); "
-        f"a cell is the mean ± {SPREADS[options.spread]} over {over} of the paired difference variant minus {label} "
+        f"The baseline: {label}. Each run is paired with the baseline's run of the same protocol (db, backbone, "
+        f"seed, fold, epochs, ...); a cell is the mean ± {SPREADS[options.spread]} over {over} of the paired "
+        "difference variant minus baseline "
         "on the test split, on each task's primary metric.",
-        f"Positive is better: for a lower-is-better metric the difference is {label} minus variant.",
-        f"W/T/L: paired runs where the variant is better than, equal to, worse than {label}.",
+        "Positive is better: for a lower-is-better metric the difference is baseline minus variant.",
+        "W/T/L: paired runs where the variant is better than, equal to, worse than the baseline.",
+        "Options: for a variant of the baseline's method, those that differ from the baseline's.",
         f"Δm (tasks): the variant's Δm over one primary metric per task (relative to single-task, Maninis et al., "
-        f"CVPR 2019) minus that of {label}, run by run, in percentage points.",
-        f"{{sig}}: p < {options.alpha:g}, {TESTS[options.test]} of the paired differences to {label} over "
+        f"CVPR 2019) minus the baseline's, run by run, in percentage points.",
+        f"{{sig}}: p < {options.alpha:g}, {TESTS[options.test]} of the paired differences to the baseline over "
         f"seeds/folds; tested where a cell has at least {MIN_PAIRS} pairs.",
     ]

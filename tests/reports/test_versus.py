@@ -100,7 +100,7 @@ def test_wilcoxon_is_used_when_asked():
     classes = cell(tab, dmsca, "classes: accuracy").stats[0]
     assert classes.values == pytest.approx((.01, .01, .01))
     assert classes.p_value is None  # identical differences: the test is undefined, and a note says so
-    assert "paired test undefined: the differences to no_coupling are identical in every run" in classes.notes
+    assert "paired test undefined: the differences to the baseline are identical in every run" in classes.notes
     assert cell(tab, dmsca, "classes: accuracy W/T/L").notes == ()  # the test's note is the difference's only
 
 
@@ -111,7 +111,7 @@ def test_wins_ties_losses():
 def test_a_run_without_a_baseline_run_of_its_protocol_is_left_out_with_a_note():
     tab = table(Baseline("no_coupling"))
     student = row(tab, "student_teacher")
-    note = "no no_coupling run with this protocol (seed 3): left out of the comparison"
+    note = "no baseline (no_coupling) run with this protocol (seed 3): left out of the comparison"
     classes = cell(tab, student, "classes: accuracy").stats[0]
     assert classes.values == pytest.approx((.01, -.02)) and note in classes.notes
     assert cell(tab, student, "classes: accuracy W/T/L").text == "1/0/1"
@@ -153,11 +153,11 @@ def test_every_format_renders(fmt):
     if fmt == "markdown":
         line = next(x for x in text.splitlines() if x.startswith("| dmsca ") and "lambda_dm=1.0" in x)
         assert "| 0.023 ± 0.025 " in line and "| 2/1/0 " in line and "| 2/0/1 " in line
-        assert "Positive is better: for a lower-is-better metric the difference is no_coupling minus variant." in text
+        assert "Positive is better: for a lower-is-better metric the difference is baseline minus variant." in text
     if fmt == "latex":
         body = text.split("\\midrule")[1].split("\\bottomrule")[0]
         assert all(line.count(" & ") == 6 for line in body.strip().splitlines())
-        assert "variant minus no\\_coupling" in text and "\\label{tab:versus_no_coupling_vs}" in text
+        assert "The baseline: no\\_coupling." in text and "variant minus baseline" in text and "\\label{tab:versus_no_coupling_vs}" in text
     if fmt == "json":
         records = json.loads(text)
         first = next(r for r in records if r["options"] == "lambda_dm=1.0, relatedness=domain")
@@ -204,3 +204,10 @@ def test_versus_values_are_parsed_as_the_method_options(runs_file, capsys):
 def test_command_line_errors(runs_file, capsys, args, message):
     assert report(runs_file, *args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_variant_of_the_baselines_method_shows_the_options_that_differ_from_it():
+    tab = table(Baseline("dmsca", (("lambda_dm", "1.0"),)))
+    rows = {c[0]: c[1] for c in ([cell.text for cell in r.cells[:2]] for r in tab.rows)}
+    assert rows == {"no_coupling": "", "student_teacher": "", "dmsca": "lambda_dm=0.5, relatedness=db"}
+    assert "Options: for a variant of the baseline's method, those that differ from the baseline's." in tab.legend
