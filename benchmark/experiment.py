@@ -7,6 +7,7 @@ reported at once, naming the file, the entry and the fix; nothing runs until the
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,35 +200,33 @@ def check_preset(problems: Problems, where: str, preset: Any) -> dict[str, Any]:
 
 def check_resources(problems: Problems, resources: Any) -> dict[str, float]:
     """What one run asks of a Ray cluster: ``cpus`` (default 1) and ``gpus`` (default: 1 when the cluster has any)."""
-    if not isinstance(resources, dict):
-        problems.add("resources", "must be a table, e.g. resources = { cpus = 4, gpus = 1 }")
-        return {}
-    unknown_keys(problems, "resources", resources, RESOURCE_KEYS)
-    out = {}
-    for key in RESOURCE_KEYS:
-        if key in resources:
-            value = resources[key]
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                problems.add("resources", f"{key} must be a number >= 0 (fractions share a device), got {value!r}")
-            else:
-                out[key] = float(value)
-    return out
+    return check_flat_table(problems, "resources", resources, RESOURCE_KEYS, "resources = { cpus = 4, gpus = 1 }",
+                            lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, float,
+                            "a number >= 0 (fractions share a device)")
 
 
 def check_execution(problems: Problems, execution: Any) -> dict[str, bool]:
     """How the file's runs execute: ``channels_last`` (bool). Not part of any run's identity (like ``run
     --channels-last``): it changes the order of floating-point operations, not what a run is."""
-    if not isinstance(execution, dict):
-        problems.add("execution", "must be a table, e.g. execution = { channels_last = true }")
+    return check_flat_table(problems, "execution", execution, EXECUTION_KEYS, "execution = { channels_last = true }",
+                            lambda v: isinstance(v, bool), bool, "true or false")
+
+
+def check_flat_table(problems: Problems, name: str, table: Any, keys: tuple[str, ...], example: str,
+                     valid: Callable[[Any], bool], convert: Callable[[Any], Any], expected: str) -> dict[str, Any]:
+    """A table of scalar settings: every key known, every value ``valid`` (then ``convert``-ed); problems name
+    the key, what it must be and what it is."""
+    if not isinstance(table, dict):
+        problems.add(name, f"must be a table, e.g. {example}")
         return {}
-    unknown_keys(problems, "execution", execution, EXECUTION_KEYS)
+    unknown_keys(problems, name, table, keys)
     out = {}
-    for key in EXECUTION_KEYS:
-        if key in execution:
-            if isinstance(execution[key], bool):
-                out[key] = execution[key]
+    for key in keys:
+        if key in table:
+            if valid(table[key]):
+                out[key] = convert(table[key])
             else:
-                problems.add("execution", f"{key} must be true or false, got {execution[key]!r}")
+                problems.add(name, f"{key} must be {expected}, got {table[key]!r}")
     return out
 
 
