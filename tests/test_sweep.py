@@ -229,7 +229,9 @@ def test_execution_channels_last_from_the_file_or_the_flag_reaches_every_run_but
 
 @pytest.mark.parametrize("text, message", [(GRID + "[execution]\nchannels_last = 1\n", "channels_last must be true or false"),
                                            (GRID + "[execution]\nchannel_last = true\n", "unknown key 'channel_last'"),
-                                           ("execution = 3\n" + GRID, "must be a table")])
-def test_a_bad_execution_table_names_the_key_and_the_fix(tmp_path, text, message):
+                                           ("execution = 3\n" + GRID, "must be a table"),
+                                           (GRID + "[resources]\ncpus = -1\n", "cpus must be a number >= 0"),
+                                           (GRID + "[resources]\ngpus = true\n", "gpus must be a number >= 0")])
+def test_a_bad_execution_or_resources_table_names_the_key_and_the_fix(tmp_path, text, message):
     with pytest.raises(ExperimentError, match=message):
         load(write(tmp_path, text))
