@@ -96,7 +96,8 @@ def save_checkpoint(path: Path, cfg: RunConfig, trainer: Trainer, progress: Prog
     payload = {"format": CHECKPOINT_FORMAT, "run_id": cfg.run_id, "config": cfg.to_dict(),
                "model": trainer.model.state_dict(), "method": trainer.method.state_dict(),
                "optimizer": trainer.optimizer.state_dict(), "amp": trainer.precision.state_dict(), "rng": states,
-               "progress": state, "best_state": None if best_is_current else progress.best_state}
+               "progress": state, "best_state": None if best_is_current else progress.best_state,
+               "execution": {"channels_last": trainer.options.channels_last}}
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -105,6 +106,12 @@ def save_checkpoint(path: Path, cfg: RunConfig, trainer: Trainer, progress: Prog
     finally:
         temporary.unlink(missing_ok=True)
     log.debug("checkpoint of epoch %d written to %s", progress.epoch - 1, path)
+
+
+def saved_execution(path: Path) -> dict[str, Any]:
+    """How the run that wrote the checkpoint at ``path`` executed (``channels_last``); empty for checkpoints
+    written before it was saved. Memory-mapped: the weights are not read."""
+    return dict(torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("execution", {}))
 
 
 def load_checkpoint(path: Path, cfg: RunConfig, trainer: Trainer, generator: torch.Generator) -> Progress:

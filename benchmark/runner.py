@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from benchmark.backbones import BUILTIN_BACKBONES, check_backbone
-from benchmark.checkpoint import checkpoint_path
+from benchmark.checkpoint import checkpoint_path, saved_execution
 from benchmark.collectives import world_size
 from benchmark.config import ATTRIBUTE_LOSSES, RunConfig
 from benchmark.distributed import from_main, is_main_process
@@ -242,11 +242,23 @@ def train_and_store(cfg: RunConfig, db: Db, store: ResultsStore, device: torch.d
 
 
 def execution(options: TrainOptions | None, resume: bool, checkpoint: Path | None) -> dict[str, Any]:
-    """How a run was executed, stored with its environment (none of it is in its identity)."""
+    """How a run was executed, stored with its environment (none of it is in its identity). A run resumed from a
+    checkpoint written under another memory format also keeps that one (``earlier``), with a warning: its epochs
+    before and after the resumption ran different kernels, so it matches neither format's uninterrupted run."""
     options = options or TrainOptions()
-    return {"execution": {"processes": world_size(), "channels_last": options.channels_last, "compile": options.compile,
-                          "workers": options.workers, "sync_batchnorm": options.sync_batchnorm,
-                          "resumed": bool(resume and checkpoint is not None and checkpoint.is_file())}}
+    resumed = bool(resume and checkpoint is not None and checkpoint.is_file())
+    out = {"processes": world_size(), "channels_last": options.channels_last, "compile": options.compile,
+           "workers": options.workers, "sync_batchnorm": options.sync_batchnorm, "resumed": resumed}
+    if resumed:
+        assert checkpoint is not None
+        earlier = saved_execution(checkpoint)
+        if earlier and earlier.get("channels_last") != options.channels_last:
+            log.warning("resuming %s with channels_last=%s from a checkpoint written with channels_last=%s: its "
+                        "epochs ran in two memory formats (stored under environment.execution.earlier); use the "
+                        "checkpoint's format to continue it exactly", checkpoint.stem, options.channels_last,
+                        earlier.get("channels_last"))
+            out["earlier"] = earlier
+    return {"execution": out}
 
 
 def run_dependencies(cfg: RunConfig, graph: RunGraph, db: Db, store: ResultsStore, device: torch.device,

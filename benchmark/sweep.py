@@ -293,9 +293,10 @@ def make_backend(args: argparse.Namespace, store: ResultsStore, experiment: Expe
 
 
 def train_options(args: argparse.Namespace, experiment: Experiment) -> TrainOptions:
-    """How every run of the sweep executes: the file's ``[execution]`` table, ``--channels-last`` over it, and
-    ``--tensorboard``. None of it is part of a run's identity; each run stores what it ran with."""
-    channels_last = bool(args.channels_last or experiment.execution.get("channels_last", False))
+    """How every run of the sweep executes: the file's ``[execution]`` table, ``--[no-]channels-last`` over it,
+    and ``--tensorboard``. None of it is part of a run's identity; each run stores what it ran with."""
+    flag = getattr(args, "channels_last", None)
+    channels_last = experiment.execution.get("channels_last", False) if flag is None else flag
     return TrainOptions(tensorboard=args.tensorboard, channels_last=channels_last)
 
 

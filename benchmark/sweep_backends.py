@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from benchmark.allocator import keep_freed_memory
 from benchmark.config import RunConfig
 from benchmark.grid import DbSpec
 from benchmark.provenance import environment, now
@@ -130,7 +131,9 @@ class WorkerJob:
 
 
 def worker_init(threads: int, level: int) -> None:
-    """Split the cores between the workers rather than each taking all; warnings only (the parent logs progress)."""
+    """Split the cores between the workers rather than each taking all; warnings only (the parent logs progress);
+    the allocator tuned as in the parent (spawned workers do not pass through the CLI)."""
+    keep_freed_memory()
     torch.set_num_threads(threads)
     logging.basicConfig(level=max(level, logging.WARNING),
                         format="%(levelname)s %(name)s [worker %(process)d]: %(message)s")

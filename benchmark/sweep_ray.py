@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmark.allocator import keep_freed_memory
 from benchmark.config import RunConfig
 from benchmark.grid import DbSpec
 from benchmark.linked import model_path
@@ -50,8 +51,10 @@ class RayJob:
 def ray_train(job: RayJob, *weights: bytes) -> dict[str, Any]:
     """On a Ray worker: train ``job`` in a scratch folder; return its record and, if completed, its weights bytes.
 
-    ``weights[i]`` is the weights file of ``job.dependencies[i]``; Ray resolves the object refs.
+    ``weights[i]`` is the weights file of ``job.dependencies[i]``; Ray resolves the object refs. The worker's
+    allocator is tuned as ``python -m benchmark`` tunes its own (:mod:`benchmark.allocator`).
     """
+    keep_freed_memory()
     with tempfile.TemporaryDirectory(prefix="mtlbench-ray-") as scratch:
         with open_store(scratch) as store:
             for record, blob in zip(job.dependencies, weights, strict=True):

@@ -93,17 +93,21 @@ class Baseline:
 
     @classmethod
     def parse(cls, spec: str) -> Baseline:
-        """``METHOD`` or ``METHOD:KEY=VALUE,...`` with the values kept as text (they are compared as text)."""
+        """``METHOD`` or ``METHOD:KEY=VALUE,...`` with the values kept as text; they are matched as values
+        (:func:`same_value`: ``1`` is ``1.0``, ``true`` is ``True``), as every row filter is."""
         name, _, sets = spec.partition(":")
-        if not name.strip():
+        name = name.strip()
+        if not name or not name.isidentifier():
             raise ValueError(f"--versus {spec!r}: expected METHOD or METHOD:KEY=VALUE,... (e.g. dmsca:lambda_dm=1.0)")
-        pairs = []
-        for pair in (s for s in sets.split(",") if s):
+        pairs: dict[str, str] = {}
+        for pair in (s for s in sets.split(",") if s.strip()):
             key, sep, text = pair.partition("=")
             if not sep or not key.strip():
-                raise ValueError(f"--versus {spec}: {pair!r} is not of the form key=value")
-            pairs.append((key.strip(), text.strip()))
-        return cls(name.strip(), tuple(pairs))
+                raise ValueError(f"--versus {spec!r}: {pair.strip()!r} is not of the form key=value")
+            if key.strip() in pairs:
+                raise ValueError(f"--versus {spec!r}: {key.strip()!r} is given twice; give each option once")
+            pairs[key.strip()] = text.strip()
+        return cls(name, tuple(pairs.items()))
 
     @property
     def text(self) -> str:
@@ -124,11 +128,27 @@ def matches(method: str, options: dict[str, Any], spec: RowSpec) -> bool:
 
 
 def _accepts(value: Any, options: dict[str, Any], key: str) -> bool:
-    """A filter value: ANY (the option is present), a tuple of alternatives, or one value (as text)."""
+    """A filter value: ANY (the option is present), a tuple of alternatives, or one value (:func:`same_value`)."""
     if value == ANY:
         return key in options
     alternatives = value if isinstance(value, tuple) else (value,)
-    return str(options.get(key)) in {str(v) for v in alternatives}
+    return key in options and any(same_value(options[key], v) for v in alternatives)
+
+
+def same_value(stored: Any, wanted: Any) -> bool:
+    """Whether a stored option value is the one a filter names, written either way: as the value or as text
+    (``1`` / ``"1"`` / ``1.0`` / ``"1.0"`` are one number; ``True`` / ``"true"`` one bool; other values by text)."""
+    return _canonical(stored) == _canonical(wanted)
+
+
+def _canonical(value: Any) -> str:
+    text = str(value).strip()
+    if text.lower() in ("true", "false"):
+        return text.lower()
+    try:
+        return repr(float(text))
+    except ValueError:
+        return text
 
 
 def task_role(metrics: set[str]) -> str | None:

@@ -90,8 +90,8 @@ def _labels(chosen: list[Variant], variants: list[Variant]) -> str:
 def versus_row(against: Against, variant: Variant, variants: list[Variant]) -> Row:
     """``variant``'s row: method, options, (difference, W/T/L) per primary metric, difference in Δm."""
     pairs, unpaired = paired_runs(variant, against.baseline)
-    left_out = [f"no baseline ({against.baseline.method}) run with this protocol ({where(r)}): left out of the comparison"
-                for r in unpaired]
+    left_out = [f"no baseline ({against.baseline.method}) run with this protocol ({where(r)}): left out of the "
+                "comparison" for r in unpaired]
     cells = [Cell(variant.method), Cell(options_text(variant, against.baseline, variants))]
     for column in against.columns:
         diffs, notes = differences(against.label, variant, column, pairs)
@@ -170,8 +170,8 @@ def versus_legend(label: str, cross_validated: bool, options: ReportOptions) -> 
         "Positive is better: for a lower-is-better metric the difference is baseline minus variant.",
         "W/T/L: paired runs where the variant is better than, equal to, worse than the baseline.",
         "Options: for a variant of the baseline's method, those that differ from the baseline's.",
-        f"Δm (tasks): the variant's Δm over one primary metric per task (relative to single-task, Maninis et al., "
-        f"CVPR 2019) minus the baseline's, run by run, in percentage points.",
+        "Δm (tasks): the variant's Δm over one primary metric per task (relative to single-task, Maninis et al., "
+        "CVPR 2019) minus the baseline's, run by run: a difference of percentages, in percentage points.",
         f"{{sig}}: p < {options.alpha:g}, {TESTS[options.test]} of the paired differences to the baseline over "
         f"seeds/folds; tested where a cell has at least {MIN_PAIRS} pairs.",
     ]

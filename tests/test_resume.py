@@ -138,5 +138,21 @@ def test_a_channels_last_run_resumes_bit_for_bit(tmp_path):
     with ResultsStore(resumed / "results.sqlite") as store:
         with _interrupt_after_first_checkpoint(), pytest.raises(KeyboardInterrupt):
             execute(cfg, db, store, CPU, progress=False, options=fast)
-        execute(cfg, db, store, CPU, progress=False, resume=True, options=fast)
+        record = execute(cfg, db, store, CPU, progress=False, resume=True, options=fast)
+    assert record.environment["execution"]["channels_last"] is True and "earlier" not in record.environment["execution"]
     assert _outcome(resumed, cfg.run_id) == _outcome(tmp_path / "whole", cfg.run_id)
+
+
+def test_a_run_resumed_in_another_memory_format_says_so(tmp_path, caplog):
+    from benchmark.train import TrainOptions
+
+    db = SyntheticDb(**TINY_DB)
+    cfg = _config("no_coupling", db, epochs=2)
+    with ResultsStore(tmp_path / "results.sqlite") as store:
+        with _interrupt_after_first_checkpoint(), pytest.raises(KeyboardInterrupt):
+            execute(cfg, db, store, CPU, progress=False, workdir=tmp_path)
+        record = execute(cfg, db, store, CPU, progress=False, workdir=tmp_path, resume=True,
+                         options=TrainOptions(channels_last=True))
+    run = record.environment["execution"]
+    assert run["channels_last"] is True and run["resumed"] is True and run["earlier"] == {"channels_last": False}
+    assert "ran in two memory formats" in caplog.text

@@ -208,8 +208,9 @@ def test_adashare_retrainings_share_their_policy_search_which_is_planned_first(t
 
 
 @pytest.mark.parametrize("table, flag, expected", [("", (), False), ("[execution]\nchannels_last = true\n", (), True),
-                                                   ("", ("--channels-last",), True)],
-                         ids=["default", "file", "flag"])
+                                                   ("", ("--channels-last",), True),
+                                                   ("[execution]\nchannels_last = true\n", ("--no-channels-last",), False)],
+                         ids=["default", "file", "flag", "flag-over-file"])
 def test_execution_channels_last_from_the_file_or_the_flag_reaches_every_run_but_not_its_id(
         tmp_path, monkeypatch, table, flag, expected):
     seen = []

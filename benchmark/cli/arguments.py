@@ -51,7 +51,8 @@ def add_execution(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amp", choices=["off", "auto", "bf16", "fp16"], default="off",
                         help="mixed precision: auto = bf16 on GPUs that have it, else fp16 with a grad scaler; off on "
                              "CPU. Part of the run's identity (default: %(default)s)")
-    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format (faster convolutions on GPUs and, with timm nets, on CPUs)")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format (faster "
+                        "convolutions on GPUs; on this project's CPU for efficientnet_lite0: docs/scale.md)")
     parser.add_argument("--compile", nargs="?", const="inductor", metavar="BACKEND",
                         help="torch.compile the network (backend default: inductor)")
     parser.add_argument("--workers", type=int, help="DataLoader workers (default: sized to the machine; 0 for "

@@ -74,7 +74,7 @@ def handle(args: argparse.Namespace) -> int:
     text = render(tables, args.format)
     print(text, end="")
     if args.out:
-        out = Path(args.out) / f"{table_stem(args, dbs)}.{SUFFIXES[args.format]}"
+        out = Path(args.out) / f"{table_stem(args, dbs, options.versus)}.{SUFFIXES[args.format]}"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
         print(f"wrote {out}", file=sys.stderr)
@@ -92,6 +92,9 @@ def check_versus_flags(args: argparse.Namespace) -> None:
                          "one is compared with (e.g. --versus no_coupling)")
     if args.versus and args.layout != "versus":
         raise ValueError(f"--versus is for --layout versus (not {args.layout}); add --layout versus")
+    if args.layout == "versus" and args.per_run:
+        raise ValueError("--per-run is for the negative-transfer layout; --layout versus pairs the runs already "
+                         "(its W/T/L columns count them)")
 
 
 def versus_baseline(spec: str) -> Baseline:
@@ -111,11 +114,12 @@ def versus_baseline(spec: str) -> Baseline:
     return Baseline(text.method, tuple(options.items()))
 
 
-def table_stem(args: argparse.Namespace, dbs: list[str]) -> str:
-    """The file name (without suffix) of ``--out``: ``LAYOUT_DBS``; the versus layout names its baseline too."""
+def table_stem(args: argparse.Namespace, dbs: list[str], baseline: Baseline | None = None) -> str:
+    """The file name (without suffix) of ``--out``: ``LAYOUT_DBS``; the versus layout names its baseline too, as
+    parsed (``lambda_dm=1`` and ``lambda_dm=1.0`` name one file)."""
     layout = args.layout.replace("-", "_")
-    if args.layout == "versus":
-        layout += "_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", args.versus)
+    if baseline is not None:
+        layout += "_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", baseline.text)
     return f"{layout}_{'_'.join(dbs)}"
 
 

@@ -126,8 +126,18 @@ def test_the_baseline_is_picked_by_its_options():
     assert [r.cells[0].text for r in tab.rows] == ["no_coupling", "student_teacher", "dmsca"]
     nc = row(tab, "no_coupling")
     assert cell(tab, nc, "classes: accuracy").stats[0].values == pytest.approx((-.01, -.01, -.01))
-    # values are compared as text, as the paper layouts' filters are: 1.0 is "1.0"
-    assert table(Baseline("dmsca", (("lambda_dm", 1.0),))).title.startswith("Variants against dmsca [lambda_dm=1.0")
+    # values match as values however they are written, as the paper layouts' filters do: 1, "1", "1.0" are 1.0
+    for written in (1.0, 1, "1", "1.0", " 1.00 "):
+        assert table(Baseline("dmsca", (("lambda_dm", written),))).title.startswith("Variants against dmsca [lambda_dm=1.0")
+
+
+@pytest.mark.parametrize("stored, written, same", [(True, "true", True), (True, "True", True), (False, "true", False),
+                                                    (1.0, "1", True), (0.1, "0.1", True), (1e-3, "0.001", True),
+                                                    (0.3, "0.30000001", False), ("db", "db", True), ("db", "DB", False)])
+def test_option_values_match_as_values(stored, written, same):
+    from reports.spec import same_value
+
+    assert same_value(stored, written) is same
 
 
 @pytest.mark.parametrize("baseline, message", [
@@ -189,6 +199,8 @@ def test_versus_values_are_parsed_as_the_method_options(runs_file, capsys):
     assert "Variants against dmsca [lambda_dm=1.0, relatedness=domain]" in capsys.readouterr().out
     assert report(runs_file, "--layout", "versus", "--versus", "dmsca:relatedness=db") == 0
     assert "Variants against dmsca [lambda_dm=0.5, relatedness=db]" in capsys.readouterr().out
+    assert report(runs_file, "--layout", "versus", "--versus", "dmsca:lambda_dm=1, ") == 0  # a trailing comma is fine
+    capsys.readouterr()
     assert report(runs_file, "--layout", "versus", "--versus", "dmsca:lamda_dm=1") == 2
     assert "has no option 'lamda_dm'" in capsys.readouterr().err
 
@@ -200,6 +212,9 @@ def test_versus_values_are_parsed_as_the_method_options(runs_file, capsys):
     (["--layout", "table2", "--versus", "no_coupling"], "--versus is for --layout versus (not table2)"),
     (["--layout", "versus", "--versus", "dmsca"], "matches 2 dmsca variants on vs (tiny)"),
     (["--layout", "versus", "--versus", "no_coupling:oops"], "'oops' is not of the form key=value"),
+    (["--layout", "versus", "--versus", "dmsca:lambda_dm=1,lambda_dm=2"], "'lambda_dm' is given twice"),
+    (["--layout", "versus", "--versus", "dm sca"], "expected METHOD or METHOD:KEY=VALUE"),
+    (["--layout", "versus", "--versus", "no_coupling", "--per-run"], "--per-run is for the negative-transfer layout"),
 ])
 def test_command_line_errors(runs_file, capsys, args, message):
     assert report(runs_file, *args) == 2
@@ -211,3 +226,18 @@ def test_a_variant_of_the_baselines_method_shows_the_options_that_differ_from_it
     rows = {c[0]: c[1] for c in ([cell.text for cell in r.cells[:2]] for r in tab.rows)}
     assert rows == {"no_coupling": "", "student_teacher": "", "dmsca": "lambda_dm=0.5, relatedness=db"}
     assert "Options: for a variant of the baseline's method, those that differ from the baseline's." in tab.legend
+
+
+def test_out_names_the_file_after_the_parsed_baseline(runs_file, tmp_path, capsys):
+    for written in ("dmsca:lambda_dm=1", "dmsca:lambda_dm=1.0"):
+        assert report(runs_file, "--layout", "versus", "--versus", written, "--out", str(tmp_path / "out")) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"versus_dmsca_lambda_dm_1.0_{DB}.md"]
+
+
+def test_a_docpage_marker_and_the_command_pick_the_same_baseline_however_values_are_written(runs_file, capsys):
+    from reports.docpage import render_block
+
+    assert report(runs_file, "--layout", "versus", "--versus", "dmsca:lambda_dm=1") == 0
+    printed = capsys.readouterr().out
+    block = render_block(f"table --runs {runs_file} --layout versus --versus dmsca:lambda_dm=1")
+    assert block.strip() == printed.strip()
