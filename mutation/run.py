@@ -29,6 +29,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -159,14 +160,46 @@ def cosmic_ray(*args: str, timeout: float | None = None) -> int:
             return -9
 
 
+#: The fork server's socket (mutation/forkserver.py); the test command's client falls back to a plain pytest
+#: run when nothing listens there.
+FORKSERVER = WORK / "forkserver.sock"
+#: One thread per test process (the machine is shared); the fork server takes them before importing torch.
+THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+USE_FORKSERVER = True
+
+
 def test_command(module: dict) -> str:
     python = shlex.quote(sys.executable)
     tests = " ".join(shlex.quote(t) for t in module["tests"])
     extra = " ".join(shlex.quote(a) for a in module.get("pytest-args", []))
-    # env: the copy first on the import path (also for subprocesses the tests start), and one thread per
-    # process: the machine is shared.
-    return (f"env PYTHONPATH={shlex.quote(str(TREE))} OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "
-            f"{python} -m pytest -x -q -p no:cacheprovider --no-header -o addopts= {extra} {tests}")
+    # env: the copy first on the import path (also for subprocesses the tests start), and the thread counts.
+    env = f"env PYTHONPATH={shlex.quote(str(TREE))} " + " ".join(f"{k}={v}" for k, v in THREADS.items())
+    runner = (f"MTLBENCH_FORKSERVER={shlex.quote(str(FORKSERVER))} {python} {shlex.quote(str(HERE / 'forkclient.py'))}"
+              if USE_FORKSERVER else f"{python} -m pytest")
+    return f"{env} {runner} -x -q -p no:cacheprovider --no-header -o addopts= {extra} {tests}"
+
+
+@contextmanager
+def fork_server(enabled: bool) -> Iterator[None]:
+    """Run mutation/forkserver.py for the duration (heavy imports once, a forked child per test run)."""
+    if not enabled:
+        yield
+        return
+    FORKSERVER.unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | THREADS  # nothing of the project on the path
+    proc = subprocess.Popen([sys.executable, str(HERE / "forkserver.py"), str(FORKSERVER)], cwd=TREE, env=env,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not FORKSERVER.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        print(f"[mutation] fork server {'ready' if FORKSERVER.exists() else 'did not start: plain pytest runs'}",
+              flush=True)
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        FORKSERVER.unlink(missing_ok=True)
 
 
 def prepare(module: dict, defaults: dict) -> Path | None:
@@ -368,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recheck", action="store_true",
                         help="run the surviving mutants of the selected modules again (after adding tests)")
     parser.add_argument("--init-only", action="store_true", help="build the sessions and count the mutants")
+    parser.add_argument("--no-forkserver", action="store_true",
+                        help="start a fresh python -m pytest per mutant instead of forking from a server that has "
+                             "imported torch & co once (mutation/forkserver.py)")
     args = parser.parse_args(argv)
     defaults, modules = load_modules()
     unknown = set(args.modules) - {m["path"] for m in modules}
@@ -391,41 +427,44 @@ def main(argv: list[str] | None = None) -> int:
                 deadline += dt.timedelta(days=1)
         copy_tree()
         walls_before = dict(walls)
-        for module in selected:
-            left = None if deadline is None else (deadline - dt.datetime.now(dt.timezone.utc)).total_seconds()
-            if left is not None and left < 30:
-                print(f"[mutation] {module['path']}: not started (past --until)", flush=True)
-                continue
-            budget = min(x for x in (args.budget, module.get("budget"), left) if x is not None) \
-                if any(x is not None for x in (args.budget, module.get("budget"), left)) else None
-            started = time.monotonic()
-            if args.init_only:
-                session = prepare(module, defaults)
+        global USE_FORKSERVER
+        USE_FORKSERVER = not args.no_forkserver
+        with fork_server(USE_FORKSERVER and not args.init_only):
+            for module in selected:
+                left = None if deadline is None else (deadline - dt.datetime.now(dt.timezone.utc)).total_seconds()
+                if left is not None and left < 30:
+                    print(f"[mutation] {module['path']}: not started (past --until)", flush=True)
+                    continue
+                budget = min(x for x in (args.budget, module.get("budget"), left) if x is not None) \
+                    if any(x is not None for x in (args.budget, module.get("budget"), left)) else None
+                started = time.monotonic()
+                if args.init_only:
+                    session = prepare(module, defaults)
+                    summary = summarise(module["path"], load_equivalent())
+                    print(f"[mutation] {module['path']}: {summary['counts']['total'] if summary else '?'} mutants",
+                          flush=True)
+                    continue
+                try:
+                    if not baseline(module):
+                        continue
+                    session = prepare(module, defaults)
+                    if session is None:
+                        continue
+                    cfg = SESSIONS / f"{slug(module['path'])}.toml"
+                    if args.recheck:
+                        recheck(module, session, budget, started)
+                    remaining = None if budget is None else max(1.0, budget - (time.monotonic() - started))
+                    cosmic_ray("exec", str(cfg), str(session), timeout=remaining)
+                finally:
+                    restore(module["path"])  # whatever happened, the copy's source is the checkout's again
+                    walls[module["path"]] = walls.get(module["path"], 0.0) + time.monotonic() - started
+                    walls_file.write_text(json.dumps(walls, indent=1))
                 summary = summarise(module["path"], load_equivalent())
-                print(f"[mutation] {module['path']}: {summary['counts']['total'] if summary else '?'} mutants",
-                      flush=True)
-                continue
-            try:
-                if not baseline(module):
-                    continue
-                session = prepare(module, defaults)
-                if session is None:
-                    continue
-                cfg = SESSIONS / f"{slug(module['path'])}.toml"
-                if args.recheck:
-                    recheck(module, session, budget, started)
-                remaining = None if budget is None else max(1.0, budget - (time.monotonic() - started))
-                cosmic_ray("exec", str(cfg), str(session), timeout=remaining)
-            finally:
-                restore(module["path"])  # whatever happened, the copy's source is the checkout's again
-                walls[module["path"]] = walls.get(module["path"], 0.0) + time.monotonic() - started
-                walls_file.write_text(json.dumps(walls, indent=1))
-            summary = summarise(module["path"], load_equivalent())
-            c = summary["counts"] if summary else {}
-            score = "–" if not c or c["score"] is None else f"{100 * c['score']:.1f}%"
-            print(f"[mutation] {module['path']}: score {score} "
-                  f"killed {c.get('killed')} survived {c.get('survived')} equivalent {c.get('equivalent')} "
-                  f"pending {c.get('pending')} ({time.monotonic() - started:.0f}s)", flush=True)
+                c = summary["counts"] if summary else {}
+                score = "–" if not c or c["score"] is None else f"{100 * c['score']:.1f}%"
+                print(f"[mutation] {module['path']}: score {score} "
+                      f"killed {c.get('killed')} survived {c.get('survived')} equivalent {c.get('equivalent')} "
+                      f"pending {c.get('pending')} ({time.monotonic() - started:.0f}s)", flush=True)
     print(write_report(modules, walls))
     return 0
 

@@ -1,0 +1,82 @@
+"""mutation/forkserver.py + forkclient.py: a forked test run sees the tree as it is now (a mutant planted after
+the server started is what the tests import), reports pytest's exit code, dies with its client, and the
+client runs pytest itself when no server listens."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+SERVER, CLIENT = REPO / "mutation" / "forkserver.py", REPO / "mutation" / "forkclient.py"
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A tiny project: a module and its test, in a folder of its own."""
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "arith.py").write_text("def add(a, b):\n    return a + b\n")
+    (root / "test_arith.py").write_text("from arith import add\n\ndef test_add():\n    assert add(2, 3) == 5\n")
+    return root
+
+
+@pytest.fixture
+def server(tree: Path, tmp_path: Path):
+    sock = tmp_path / "fs.sock"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.Popen([sys.executable, str(SERVER), str(sock), "pytest"], cwd=tree, env=env)
+    deadline = time.monotonic() + 60
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sock.exists(), "the fork server did not start"
+    yield sock
+    proc.kill()
+    proc.wait()
+
+
+def client(tree: Path, sock: Path | None, *args: str, timeout: float = 60) -> int:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MTLBENCH_FORKSERVER")}
+    if sock is not None:
+        env["MTLBENCH_FORKSERVER"] = str(sock)
+    return subprocess.run([sys.executable, str(CLIENT), "-q", "-p", "no:cacheprovider", *args], cwd=tree, env=env,
+                          timeout=timeout, capture_output=True).returncode
+
+
+def test_each_run_imports_the_tree_as_it_is_now(tree, server):
+    assert client(tree, server, "test_arith.py") == 0
+    (tree / "arith.py").write_text("def add(a, b):\n    return a - b\n")  # a mutant, planted after the server started
+    assert client(tree, server, "test_arith.py") == 1
+    (tree / "arith.py").write_text("def add(a, b):\n    return a + b\n")
+    assert client(tree, server, "test_arith.py") == 0
+
+
+def test_a_child_outliving_its_client_is_killed(tree, server, tmp_path):
+    marker = tmp_path / "still-running"
+    (tree / "test_hang.py").write_text(
+        "import time, pathlib\n\ndef test_hang():\n"
+        f"    time.sleep(3)\n    pathlib.Path({str(marker)!r}).write_text('x')\n")
+    with pytest.raises(subprocess.TimeoutExpired):
+        client(tree, server, "test_hang.py", timeout=1)
+    time.sleep(4)
+    assert not marker.exists(), "the forked run went on after its client was gone"
+    assert client(tree, server, "test_arith.py") == 0  # and the server serves the next one
+
+
+def test_without_a_server_the_client_runs_pytest_itself(tree, tmp_path):
+    assert client(tree, tmp_path / "nobody.sock", "test_arith.py") == 0
+    (tree / "arith.py").write_text("def add(a, b):\n    return a * b\n")
+    assert client(tree, None, "test_arith.py") == 1
+
+
+def test_the_server_refuses_to_preload_a_project_module(tmp_path):
+    run = subprocess.run([sys.executable, str(SERVER), str(tmp_path / "s.sock"), "json", "benchmark.allocator"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert run.returncode != 0 and "imported project modules (benchmark, benchmark.allocator)" in run.stderr
