@@ -19,6 +19,7 @@ import ast
 import datetime as dt
 import fnmatch
 import hashlib
+import io
 import json
 import os
 import shlex
@@ -27,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+import tokenize
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -119,6 +121,28 @@ def annotation_ranges(path: Path) -> list[tuple[tuple[int, int], tuple[int, int]
     return found
 
 
+def signature_markers(path: Path) -> set[tuple[int, int]]:
+    """(line, column) of each bare ``*`` or ``/`` in a ``def``'s parameter list (the keyword-only and positional-only
+    markers). cosmic-ray's binary-operator mutants take them for ``*`` and ``/`` operators: ``def f(self, *, a)`` ->
+    ``def f(self, /, a)`` is no arithmetic, and callers passing options by keyword cannot tell the two apart."""
+    tokens = list(tokenize.generate_tokens(io.StringIO(path.read_text()).readline))
+    found: set[tuple[int, int]] = set()
+    depth, in_def = 0, False
+    for i, tok in enumerate(tokens):
+        if tok.type == tokenize.NAME and tok.string == "def" and depth == 0:
+            in_def = True
+        elif in_def and tok.type == tokenize.OP and tok.string in "([{":
+            depth += 1
+        elif in_def and tok.type == tokenize.OP and tok.string in ")]}":
+            depth -= 1
+            in_def = depth > 0
+        elif in_def and depth == 1 and tok.type == tokenize.OP and tok.string in ("*", "/"):
+            after = next((t for t in tokens[i + 1:] if t.type not in (tokenize.NL, tokenize.COMMENT)), None)
+            if after is not None and after.string in (",", ")"):
+                found.add(tok.start)
+    return found
+
+
 def session_items(db: Any) -> Iterator[tuple[Any, Any, Any]]:
     """Each work item of an open cosmic-ray session with its (single) mutation and its result (None: pending)."""
     results = dict(db.results)
@@ -127,11 +151,13 @@ def session_items(db: Any) -> Iterator[tuple[Any, Any, Any]]:
 
 
 def skip_annotations(path: str, session: Path) -> int:
-    """Mark the mutants inside annotations as skipped (see annotation_ranges); returns how many."""
+    """Mark the mutants inside annotations (see annotation_ranges) and of the ``*`` / ``/`` markers of signatures
+    (see signature_markers) as skipped; returns how many."""
     from cosmic_ray.work_db import use_db, WorkDB
     from cosmic_ray.work_item import WorkResult, WorkerOutcome
 
     ranges = annotation_ranges(REPO / path)
+    markers = signature_markers(REPO / path)
     skipped = 0
     with use_db(str(session), WorkDB.Mode.open) as db:
         for item, mutation, result in session_items(db):
@@ -139,6 +165,10 @@ def skip_annotations(path: str, session: Path) -> int:
                 continue
             if any(a <= tuple(mutation.start_pos) and tuple(mutation.end_pos) <= b for a, b in ranges):
                 db.set_result(item.job_id, WorkResult(output="in an annotation (never evaluated)",
+                                                      worker_outcome=WorkerOutcome.SKIPPED))
+                skipped += 1
+            elif tuple(mutation.start_pos) in markers and mutation.operator_name.startswith("core/ReplaceBinaryOperator"):
+                db.set_result(item.job_id, WorkResult(output="a signature's * or / marker, not an operator",
                                                       worker_outcome=WorkerOutcome.SKIPPED))
                 skipped += 1
     return skipped

@@ -159,6 +159,16 @@ def test_pcgrad_draws_from_the_run_seed_and_step_only():
     assert torch.equal(method.weighting(gradients), first)
 
 
+@pytest.mark.parametrize("run_seed", [12345, 2**62 + 7, 2**63 + 5])
+def test_pcgrad_takes_the_runs_seed_as_torch_gives_it_folded_into_int64(run_seed):
+    """build() stores torch.initial_seed() (what train() seeded) modulo 2**63, the int64 buffer's range: a seed
+    above 2**63 (torch takes any uint64) is folded, one below kept as it is."""
+    method = METHODS.get("pcgrad")()
+    with torch.random.fork_rng(devices=[]):
+        tiny_model(method, tiny_problem(2), seed=run_seed)  # seeds torch with run_seed, then builds
+    assert int(method.seed) == run_seed % 2**63
+
+
 @pytest.mark.parametrize("name, options, message", [
     ("upgrad", {"gradients": "shared_layer"}, "gradients='shared_layer' is not one of"),
     ("cagrad", {"c": -1.0}, "cagrad: c must be non-negative"),

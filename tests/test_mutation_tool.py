@@ -1,6 +1,7 @@
-"""mutation/forkserver.py + forkclient.py: a forked test run sees the tree as it is now (a mutant planted after
-the server started is what the tests import), reports pytest's exit code, dies with its client, and the
-client runs pytest itself when no server listens."""
+"""The mutation tool (docs/mutation.md). mutation/forkserver.py + forkclient.py: a forked test run sees the tree as
+it is now (a mutant planted after the server started is what the tests import), reports pytest's exit code, dies
+with its client, and the client runs pytest itself when no server listens. mutation/run.py: which mutants are
+skipped as no mutation of behaviour (signature markers)."""
 
 from __future__ import annotations
 
@@ -80,3 +81,13 @@ def test_the_server_refuses_to_preload_a_project_module(tmp_path):
                          cwd=REPO, capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert run.returncode != 0 and "imported project modules (benchmark, benchmark.allocator)" in run.stderr
+
+
+def test_only_the_bare_star_and_slash_of_signatures_are_markers(tmp_path):
+    from mutation.run import signature_markers
+
+    source = tmp_path / "m.py"
+    source.write_text("def f(a, /, b, *, c=2 * 3):\n    return a * b / c\n\n\nx = [1, *range(2)]\n\n\n"
+                      "def g(*args, **kw):\n    pass\n\n\nclass K:\n    def h(self, *,\n          d: int = 4 // 2) -> None:\n"
+                      "        pass\n")
+    assert signature_markers(source) == {(1, 9), (1, 15), (13, 16)}
