@@ -66,3 +66,18 @@ def test_methods_and_dbs_registries_have_the_builtins():
     assert "synthetic" in DBS.names()
     with pytest.raises(RegistryError, match="Did you mean 'synthetic'"):
         DBS.get("synthetc")
+
+
+#: Every built-in method under its registry name, and the module that defines it (a plugin's methods come on
+#: top of these; ``ls methods`` lists both).
+BUILTIN_METHODS = {name: f"methods.{name}" for name in (
+    "adashare", "adashare_search", "aligned_mtl", "cagrad", "dm_only", "dmsca", "dualproj", "dwa", "famo",
+    "gradnorm", "imtl_g", "mgda", "mgda_ub", "nash_mtl", "no_coupling", "pcgrad", "rlw", "sca_only",
+    "single_task", "student_teacher", "task_routing", "upgrad", "uw")}
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_METHODS))
+def test_every_builtin_method_is_registered_under_its_name(name):
+    from methods import METHODS
+
+    assert METHODS.get(name).__module__ == BUILTIN_METHODS[name]

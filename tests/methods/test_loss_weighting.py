@@ -241,3 +241,12 @@ def test_famo_post_step_forward_leaves_batchnorm_running_statistics_and_the_pend
     assert stats and all(torch.equal(v, model.state_dict()[k]) for k, v in stats.items())
     torch.stack(list(weighted.values())).sum().backward()  # the pending graph is still valid
     assert method.adam_steps.tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("lr, refused", [(0.0, True), (-0.5, True), (1e-9, False), (0.5, False), (None, False)])
+def test_uw_refuses_a_log_variance_lr_that_is_not_positive(lr, refused):
+    if refused:
+        with pytest.raises(ValueError, match=r"uw: log_variance_lr must be > 0"):
+            UncertaintyWeighting(log_variance_lr=lr)
+    else:
+        assert UncertaintyWeighting(log_variance_lr=lr).log_variance_lr == lr
