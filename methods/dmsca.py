@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,9 +70,12 @@ class DMSCA(Method):
                  sca_weights: Weights = "auto", sca_form: SCAForm = "paper", sca_temperature: float = 1.0,
                  unrelated_classes: Literal["zero", "exclude"] = "zero", eps: float = 1e-6) -> None:
         super().__init__()
-        if lambda_dm < 0 or lambda_sca < 0 or eps <= 0:  # a negative weight would reward the coupling loss
-            raise ValueError(f"dmsca: lambda_dm and lambda_sca must be >= 0 and eps > 0, got lambda_dm={lambda_dm}, "
-                             f"lambda_sca={lambda_sca}, eps={eps}")
+        finite = all(math.isfinite(v) for v in (lambda_dm, lambda_sca, eps, sca_temperature))
+        if not finite or lambda_dm < 0 or lambda_sca < 0 or eps <= 0:  # a negative weight would reward the loss
+            raise ValueError(f"dmsca: lambda_dm and lambda_sca must be >= 0 and eps > 0 (all finite), got "
+                             f"lambda_dm={lambda_dm}, lambda_sca={lambda_sca}, eps={eps}")
+        if sca_temperature <= 0:  # SCA divides its scores by it (coupling.sca_loss)
+            raise ValueError(f"dmsca: sca_temperature must be > 0 (1 is the paper's), got {sca_temperature}")
         self.relatedness, self.lambda_dm, self.lambda_sca = relatedness, lambda_dm, lambda_sca
         self.dm_form, self.dm_detach_target, self.dm_reduction = dm_form, dm_detach_target, dm_reduction
         self.dm_weights, self.sca_weights = dm_weights, sca_weights
