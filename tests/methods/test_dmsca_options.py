@@ -109,7 +109,8 @@ def test_a_negative_coupling_weight_is_refused(name, value):
 
 @pytest.mark.parametrize("eps", [0.0, -1e-6])
 def test_an_eps_of_zero_or_less_is_refused(eps):
-    with pytest.raises(ValueError, match=re.escape(f"eps > 0 (all finite), got lambda_dm=1.0, lambda_sca=1.0, eps={eps}")):
+    message = f"eps > 0 (all finite), got lambda_dm=1.0, lambda_sca=1.0, eps={eps}"
+    with pytest.raises(ValueError, match=re.escape(message)):
         DMSCA(eps=eps)
 
 
