@@ -9,6 +9,7 @@ Each also leaves a task without labels in the batch out of its update.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 
 import pytest
@@ -250,3 +251,143 @@ def test_uw_refuses_a_log_variance_lr_that_is_not_positive(lr, refused):
             UncertaintyWeighting(log_variance_lr=lr)
     else:
         assert UncertaintyWeighting(log_variance_lr=lr).log_variance_lr == lr
+
+
+# ----- dwa: defaults, refused values, epoch means, which ratios are known, the log ----------
+def _dwa(n_tasks: int = 2, absent: tuple[str, ...] = ("classes", "att0"), **options):
+    """A built ``dwa``, its model, and a step context per batch kind: all tasks annotated (None) or one of ``absent``
+    without labels."""
+    problem = tiny_problem(n_tasks)
+    method = DynamicWeightAverage(**options)
+    model = tiny_model(method, problem)
+    contexts = {None: forward(method, model, tiny_batch(problem), problem)[1]}
+    for task in absent:
+        contexts[task] = forward(method, model, tiny_batch(problem, unannotated=(task,)), problem)[1]
+    method.loss_sum.zero_(), method.loss_steps.zero_()  # forget the forwards above
+    return method, model, contexts
+
+
+def _dwa_epoch(method, model, contexts, epoch: int, steps) -> None:
+    """One epoch of ``steps``, each (the task the batch leaves unannotated or None, {task: loss}), then its end."""
+    for absent, values in steps:
+        method.losses(_constant_losses(values), contexts[absent])
+    method.on_epoch_end(model, epoch)
+
+
+def _eq_2(ratios: list[float], temperature: float) -> torch.Tensor:
+    """w_t = T·exp(r_t / τ) / Σ_i exp(r_i / τ), written out."""
+    e = [math.exp(r / temperature) for r in ratios]
+    return torch.tensor([len(e) * v / sum(e) for v in e], dtype=torch.float64)
+
+
+def test_dwa_default_temperature_is_the_papers_2():
+    """Liu et al. set τ = 2; with r = (0.5, 1.5): w = 2·softmax(r / 2) = (2 / (1 + e^0.5), 2·e^0.5 / (1 + e^0.5))."""
+    method, model, contexts = _dwa()
+    assert method.temperature == 2.0 and method.hparams() == {"temperature": 2.0}
+    _dwa_epoch(method, model, contexts, 0, [(None, {"classes": 2.0, "att0": 1.0})])
+    _dwa_epoch(method, model, contexts, 1, [(None, {"classes": 1.0, "att0": 1.5})])
+    e = math.exp(0.5)
+    torch.testing.assert_close(method.weights, torch.tensor([2 / (1 + e), 2 * e / (1 + e)], dtype=torch.float64))
+    assert method.weights.tolist() == pytest.approx([0.7550813, 1.2449187], abs=1e-7)
+
+
+@pytest.mark.parametrize("temperature, refused", [(0.0, True), (-0.5, True), (1e-9, False), (0.5, False)])
+def test_dwa_refuses_a_temperature_that_is_not_positive(temperature, refused):
+    if refused:
+        with pytest.raises(ValueError, match=rf"dwa: temperature must be > 0, got {temperature}"):
+            DynamicWeightAverage(temperature=temperature)
+    else:
+        assert DynamicWeightAverage(temperature=temperature).temperature == temperature
+
+
+@pytest.mark.parametrize("n_tasks", [2, 3])
+def test_dwa_weights_are_exactly_one_in_the_first_two_epochs(n_tasks):
+    """Eq. 2 starts at epoch index 2: after epoch 0 only one epoch mean exists and w stays 1, exactly."""
+    method, model, contexts = _dwa(n_tasks, absent=(f"att{n_tasks - 2}",))
+    names = list(method.tasks)
+    values = {t: 0.5 + 0.25 * i for i, t in enumerate(names)}
+    _dwa_epoch(method, model, contexts, 0, [(None, values), (names[-1], values | {names[-1]: 0.0})])
+    assert method.weights.tolist() == [1.0] * n_tasks
+    losses = {t: torch.tensor(v, dtype=torch.float64) for t, v in values.items()}
+    out = method.losses(losses, contexts[None])
+    assert all(float(out[t]) == values[t] for t in names)  # w_t·L_t = L_t in float64 too
+
+
+def test_dwa_epoch_means_count_only_the_annotated_steps_and_one_step_counts():
+    """L_t(e) = (sum of t's losses) / (t's annotated steps), 1 step as well as 2; a step without t's labels is left out."""
+    method, model, contexts = _dwa()
+    # epoch 0: classes (3 + 1) / 2 = 2 over two steps; att0 1 / 1 = 1 over its one annotated step (the 0 is not counted)
+    _dwa_epoch(method, model, contexts, 0, [(None, {"classes": 3.0, "att0": 1.0}),
+                                            ("att0", {"classes": 1.0, "att0": 0.0})])
+    assert method.epoch_means[1].tolist() == [2.0, 1.0] and method.has_mean[1].tolist() == [True, True]
+    assert method.loss_sum.tolist() == [0.0, 0.0] and method.loss_steps.tolist() == [0.0, 0.0]
+    # epoch 1: classes 1.5 / 1 over one step; att0 (0.8 + 0.6) / 2 = 0.7 over two
+    _dwa_epoch(method, model, contexts, 1, [("att0", {"classes": 1.5, "att0": 0.0}),
+                                            ("classes", {"classes": 0.0, "att0": 0.8}),
+                                            ("classes", {"classes": 0.0, "att0": 0.6})])
+    torch.testing.assert_close(method.epoch_means, torch.tensor([[2.0, 1.0], [1.5, 0.7]], dtype=torch.float64))
+    torch.testing.assert_close(method.weights, _eq_2([1.5 / 2.0, 0.7 / 1.0], 2.0))  # r = (0.75, 0.7)
+
+
+def test_dwa_a_task_with_a_mean_in_only_one_of_the_two_epochs_gets_a_ratio_of_one():
+    """att0 is annotated in epoch 0 only, att1 in epoch 1 only: neither has both L(e-2) and L(e-1), so r = 1 for both
+    (not att0's 0 / 1 = 0 from the 0 stored for an epoch without its labels)."""
+    method, model, contexts = _dwa(3, absent=("att0", "att1"))
+    _dwa_epoch(method, model, contexts, 0, [("att1", {"classes": 2.0, "att0": 1.0, "att1": 0.0})])
+    _dwa_epoch(method, model, contexts, 1, [("att0", {"classes": 1.0, "att0": 0.0, "att1": 0.5})])
+    assert method.has_mean.tolist() == [[True, True, False], [True, False, True]]
+    assert method.epoch_means.tolist() == [[2.0, 1.0, 0.0], [1.0, 0.0, 0.5]]
+    torch.testing.assert_close(method.weights, _eq_2([0.5, 1.0, 1.0], 2.0))
+
+
+def test_dwa_a_previous_epoch_mean_of_exactly_zero_gives_a_ratio_of_one():
+    """att0 was annotated in epoch 0 with a loss of exactly 0: L(e-1) / 0 is no ratio, r = 1 (not inf, not NaN)."""
+    method, model, contexts = _dwa()
+    _dwa_epoch(method, model, contexts, 0, [(None, {"classes": 2.0, "att0": 0.0})])
+    _dwa_epoch(method, model, contexts, 1, [(None, {"classes": 1.0, "att0": 0.6})])
+    assert method.has_mean.tolist() == [[True, True], [True, True]]
+    torch.testing.assert_close(method.weights, _eq_2([0.5, 1.0], 2.0))
+
+
+def test_dwa_logs_the_next_epochs_weights_to_four_decimals(caplog):
+    """At the end of epoch index e the weights of epoch e + 1 are set and logged: 1 after epoch 0; after epoch 1,
+    r = (0.5, 1.5) and τ = 2 give (2 / (1 + e^0.5), 2·e^0.5 / (1 + e^0.5)) = (0.755081..., 1.244918...)."""
+    method, model, contexts = _dwa()
+    with caplog.at_level(logging.INFO, logger="methods.dwa"):
+        _dwa_epoch(method, model, contexts, 0, [(None, {"classes": 2.0, "att0": 1.0})])
+        _dwa_epoch(method, model, contexts, 1, [(None, {"classes": 1.0, "att0": 1.5})])
+    assert [r.getMessage() for r in caplog.records if r.name == "methods.dwa"] == [
+        "dwa: task weights for epoch 1: {'classes': 1.0, 'att0': 1.0}",
+        "dwa: task weights for epoch 2: {'classes': 0.7551, 'att0': 1.2449}",
+    ]
+
+
+# ----- rlw: the run's seed, a task missing from the losses -----------------------------------
+@pytest.mark.parametrize("run_seed", [12345, 2**62 + 7, 2**63 + 5])
+def test_rlw_takes_the_runs_seed_as_torch_gives_it_folded_into_int64(run_seed):
+    """build() stores torch.initial_seed() (what train() seeded) modulo 2**63, the int64 buffer's range: a seed
+    above 2**63 (torch takes any uint64) is folded, one below kept as it is; the draws come from that seed."""
+    method = RandomLossWeighting()
+    with torch.random.fork_rng(devices=[]):
+        tiny_model(method, tiny_problem(2), seed=run_seed)  # seeds torch with run_seed, then builds
+    assert int(method.seed) == run_seed % 2**63
+    draws = torch.randn(2, generator=step_generator(run_seed % 2**63, 4), dtype=torch.float64)
+    torch.testing.assert_close(method.weights([True, True], 4), torch.softmax(draws, 0))
+
+
+def test_rlw_a_task_missing_from_the_losses_is_weighted_like_a_task_without_labels():
+    """att0 has no loss at all (not in the dict): λ_att0 = 0 and the softmax runs over classes and att1, whose weights
+    sum to 1, as when att0 is in the dict but unannotated in the batch."""
+    problem = tiny_problem(3)
+    method = RandomLossWeighting()
+    model = tiny_model(method, problem, seed=3)
+    _, ctx = forward(method, model, tiny_batch(problem), problem, step=2)
+    _, absent_ctx = forward(method, model, tiny_batch(problem, unannotated=("att0",)), problem, step=2)
+    draws = torch.randn(3, generator=step_generator(3, 2), dtype=torch.float64)
+    expected = torch.softmax(draws[[0, 2]], 0)  # (λ_classes, λ_att1)
+    out = method.losses(_constant_losses({"classes": 1.0, "att1": 1.0}), ctx)
+    assert set(out) == {"classes", "att1"}
+    assert [float(out["classes"]), float(out["att1"])] == pytest.approx(expected.tolist(), rel=1e-6)
+    unannotated = method.losses(_constant_losses({"classes": 1.0, "att0": 0.0, "att1": 1.0}), absent_ctx)
+    assert [float(unannotated["classes"]), float(unannotated["att1"])] == pytest.approx(expected.tolist(), rel=1e-6)
+    assert float(unannotated["att0"]) == 0.0
