@@ -190,12 +190,11 @@ def cosmic_ray(*args: str, timeout: float | None = None) -> int:
             return -9
 
 
-#: The fork server's socket (mutation/forkserver.py); the test command's client falls back to a plain pytest
-#: run when nothing listens there.
+#: The fork server's socket (mutation/forkserver.py). The test command is always its client, which runs a plain
+#: ``python -m pytest`` itself when nothing listens there (``--no-forkserver`` starts no server).
 FORKSERVER = WORK / "forkserver.sock"
 #: One thread per test process (the machine is shared); the fork server takes them before importing torch.
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-USE_FORKSERVER = True
 
 
 def test_command(module: dict) -> str:
@@ -204,9 +203,8 @@ def test_command(module: dict) -> str:
     extra = " ".join(shlex.quote(a) for a in module.get("pytest-args", []))
     # env: the copy first on the import path (also for subprocesses the tests start), and the thread counts.
     env = f"env PYTHONPATH={shlex.quote(str(TREE))} " + " ".join(f"{k}={v}" for k, v in THREADS.items())
-    runner = (f"MTLBENCH_FORKSERVER={shlex.quote(str(FORKSERVER))} {python} {shlex.quote(str(HERE / 'forkclient.py'))}"
-              if USE_FORKSERVER else f"{python} -m pytest")
-    return f"{env} {runner} -x -q -p no:cacheprovider --no-header -o addopts= {extra} {tests}"
+    client = f"MTLBENCH_FORKSERVER={shlex.quote(str(FORKSERVER))} {python} {shlex.quote(str(HERE / 'forkclient.py'))}"
+    return f"{env} {client} -x -q -p no:cacheprovider --no-header -o addopts= {extra} {tests}"
 
 
 @contextmanager
@@ -432,8 +430,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the surviving mutants of the selected modules again (after adding tests)")
     parser.add_argument("--init-only", action="store_true", help="build the sessions and count the mutants")
     parser.add_argument("--no-forkserver", action="store_true",
-                        help="start a fresh python -m pytest per mutant instead of forking from a server that has "
-                             "imported torch & co once (mutation/forkserver.py)")
+                        help="start no fork server (mutation/forkserver.py, which imports torch & co once): each "
+                             "mutant's test command then runs a fresh python -m pytest")
     args = parser.parse_args(argv)
     defaults, modules = load_modules()
     unknown = set(args.modules) - {m["path"] for m in modules}
@@ -457,9 +455,7 @@ def main(argv: list[str] | None = None) -> int:
                 deadline += dt.timedelta(days=1)
         copy_tree()
         walls_before = dict(walls)
-        global USE_FORKSERVER
-        USE_FORKSERVER = not args.no_forkserver
-        with fork_server(USE_FORKSERVER and not args.init_only):
+        with fork_server(not args.no_forkserver and not args.init_only):
             for module in selected:
                 left = None if deadline is None else (deadline - dt.datetime.now(dt.timezone.utc)).total_seconds()
                 if left is not None and left < 30:
