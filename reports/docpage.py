@@ -52,7 +52,7 @@ def block_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layout", choices=LAYOUTS, default="negative-transfer")
     parser.add_argument("--spread", default="std")
     parser.add_argument("--test", default="ttest")
-    parser.add_argument("--versus", help="--layout versus: the baseline, METHOD[:KEY=VALUE,...] (values as text)")
+    parser.add_argument("--versus", help="--layout versus: the baseline, METHOD[:KEY=VALUE,...] (values matched as values: 1 is 1.0)")
     parser.add_argument("--out", help="figure: the path stem of the figure files (PNG + PDF)")
     return parser
 

@@ -86,7 +86,7 @@ METRIC_LABELS: dict[str, str] = {
 @dataclass(frozen=True)
 class Baseline:
     """The variant the ``versus`` layout compares every other variant with: a method, and the hyperparameters
-    (``key=value``, compared as text like a row's filter) that pick one of its variants in each block."""
+    (``key=value``, matched like a row's filter: :func:`same_value`) that pick one of its variants in each block."""
 
     method: str
     options: tuple[tuple[str, Any], ...] = ()

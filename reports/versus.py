@@ -94,7 +94,7 @@ def versus_row(against: Against, variant: Variant, variants: list[Variant]) -> R
                 "comparison" for r in unpaired]
     cells = [Cell(variant.method), Cell(options_text(variant, against.baseline, variants))]
     for column in against.columns:
-        diffs, notes = differences(against.label, variant, column, pairs)
+        diffs, notes = differences(variant, column, pairs)
         cells += [Cell(stats=(_paired_stat(column, diffs, left_out + notes, against),)),
                   Cell(wins_ties_losses(diffs), notes=tuple(dict.fromkeys(left_out + notes)))]
     cells.append(Cell(stats=(delta_m_difference(against, pairs, left_out),)))
@@ -111,9 +111,9 @@ def options_text(variant: Variant, baseline: Variant, variants: list[Variant]) -
     return variant.options_text(keys)
 
 
-def differences(label: str, variant: Variant, column: Column, pairs: Pairs) -> tuple[list[float], list[str]]:
-    """Per pair, ``variant`` − baseline (``label``) in ``column``, or baseline − ``variant`` for a lower-is-better
-    metric, so positive is better; and why a pair gives no difference."""
+def differences(variant: Variant, column: Column, pairs: Pairs) -> tuple[list[float], list[str]]:
+    """Per (variant run, baseline run) pair, variant − baseline in ``column``, or baseline − variant for a
+    lower-is-better metric, so positive is better; and why a pair gives no difference."""
     cell = (column.task, column.metric)
     if pairs and not any(cell in run.metric_values() for run, _ in pairs):
         return [], [f"task {column.task!r} is not trained by {variant.method}"]

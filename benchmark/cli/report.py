@@ -100,8 +100,8 @@ def check_versus_flags(args: argparse.Namespace) -> None:
 def versus_baseline(spec: str) -> Baseline:
     """``--versus METHOD[:KEY=VALUE,...]``, the syntax of ``bench --methods``. The values are parsed as ``run --set``
     parses the method's options (:func:`benchmark.options.parse_overrides`: ``lambda_dm=1`` is the float 1.0, as
-    stored) when the method is registered here; a method that is not (a plugin missing here) keeps them as text,
-    which is how the report compares option values anyway."""
+    stored, and a misspelt key is named) when the method is registered here; a method that is not (a plugin
+    missing here) keeps them as text, which the report matches as values anyway (:func:`reports.spec.same_value`)."""
     from benchmark.options import parse_overrides
     from methods import METHODS
     from reports import Baseline
