@@ -21,7 +21,6 @@ without glibc (macOS, musl, Windows) this does nothing. ``--jobs`` worker proces
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import platform
@@ -59,10 +58,7 @@ def keep_freed_memory(environ: Mapping[str, str] | None = None) -> bool:
         return False
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    path = ctypes.util.find_library("c")
-    if path is None:
-        return False
-    mallopt = ctypes.CDLL(path).mallopt
+    mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols, glibc's among them (no library search)
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     refused = []

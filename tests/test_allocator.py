@@ -48,7 +48,6 @@ def fake_glibc(monkeypatch, accepts) -> list[tuple[int, int]]:
 
     monkeypatch.setattr(allocator.platform, "system", lambda: "Linux")
     monkeypatch.setattr(allocator.platform, "libc_ver", lambda: ("glibc", "2.36"))
-    monkeypatch.setattr(allocator.ctypes.util, "find_library", lambda name: "libc.so.6")
     monkeypatch.setattr(allocator.ctypes, "CDLL", lambda path: Libc)
     return calls
 
