@@ -17,7 +17,6 @@ which sum in another order, so its weights differ by rounding (the largest absol
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import resource
@@ -43,22 +42,23 @@ def child(args: argparse.Namespace) -> None:
     tuned = keep_freed_memory()
     import torch
 
+    from benchmark.train import TrainOptions
     from benchmarks.step_time import build_method, fake_problem, random_batch, train_step
     if args.threads:
         torch.set_num_threads(args.threads)
     problem = fake_problem()
     setup = build_method(args.method, args.backbone, problem)
     batch = random_batch(problem, args.batch_size, args.image_size)
+    options = TrainOptions(channels_last=args.channels_last)  # the trainer converts each batch, as in a run
     if args.channels_last:
-        setup.model.to(memory_format=torch.channels_last)
-        batch = dataclasses.replace(batch, inputs=batch.inputs.contiguous(memory_format=torch.channels_last))
+        setup.model.to(memory_format=torch.channels_last)  # as benchmark.train.build_trainer does
     for _ in range(args.warmup):
-        train_step(setup, batch, problem)
+        train_step(setup, batch, problem, options)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     times = []
     for _ in range(args.steps):
         started = time.perf_counter()
-        train_step(setup, batch, problem)
+        train_step(setup, batch, problem, options)
         times.append(time.perf_counter() - started)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     torch.save({k: v.detach().contiguous() for k, v in setup.model.state_dict().items()}, args.weights)

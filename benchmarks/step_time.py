@@ -33,7 +33,7 @@ from benchmark.linked import Built, attach_linked
 from benchmark.options import resolve
 from benchmark.run_graph import run_graph
 from benchmark.tasks import Batch, Problem, TaskSpec
-from benchmark.train import Trainer
+from benchmark.train import Trainer, TrainOptions
 from benchmark.train import train_step as loop_step
 from methods import METHODS, LinkedRun, Method, MultiTaskModel
 
@@ -119,12 +119,13 @@ def build_method(name: str, backbone: str, problem: Problem, lr: float = 1e-3, s
     return Setup(name, method, model, optimizer)
 
 
-def train_step(setup: Setup, batch: Batch, problem: Problem) -> None:
-    """One complete training step: the loop's own :func:`benchmark.train.train_step` (forward, task losses,
-    the method's losses, the finite check, backward or the gradient engine, gradient averaging, the step), fp32."""
+def train_step(setup: Setup, batch: Batch, problem: Problem, options: TrainOptions = TrainOptions()) -> None:
+    """One complete training step: the loop's own :func:`benchmark.train.train_step` (the batch in the network's
+    memory format, forward, task losses, the method's losses, the finite check, backward or the gradient engine,
+    gradient averaging, the step), fp32; ``options`` as the trainer takes them (channels-last)."""
     device = next(setup.model.parameters()).device
     trainer = Trainer(setup.model, setup.method, setup.optimizer, problem, device, MixedPrecision("fp32", device),
-                      gradient_cache=setup.cache)
+                      options=options, gradient_cache=setup.cache)
     loop_step(trainer, batch, setup.steps, 0)
     setup.steps += 1
 

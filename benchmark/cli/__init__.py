@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the chosen command, and map its errors to exit codes: 2 for bad input (nothing was
     stored), 3 for a run stopped by a numerical failure (stored as failed), 130 for an interruption."""
     args = build_parser().parse_args(argv)
-    keep_freed_memory()  # CPU training steps 0.87x the time, numbers unchanged (benchmark/allocator.py)
+    keep_freed_memory()  # CPU training steps 0.73-0.87x the time, numbers unchanged (benchmark/allocator.py)
     logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     handler = next(c.handle for c in COMMANDS if c.name == args.command)
