@@ -3,7 +3,7 @@
     .venv/bin/python -m mutation.run                      # every module in mutation/modules.toml, in order
     .venv/bin/python -m mutation.run benchmark/metrics.py # only these modules
     .venv/bin/python -m mutation.run --budget 600 --until 02:40   # per-module / overall wall-clock limits
-    .venv/bin/python -m mutation.run --report-only        # rewrite the report from the stored sessions
+    .venv/bin/python -m mutation.run --report-only        # rewrite the report (sessions here, else ledgers)
 
 cosmic-ray mutates files in place. It never touches this checkout: every run copies the working tree
 (tracked + untracked, not ignored files) to mutation/.work/tree and mutates the copy there; the test
@@ -11,6 +11,12 @@ command imports the copy (cwd and PYTHONPATH first), and each module's source is
 checkout after its run, so a run killed mid-mutant leaves nothing behind. Sessions (SQLite) live in
 mutation/.work/sessions and are resumable: a second run only executes the mutants not yet done. A
 session is rebuilt when its module's source changed. The report goes to mutation/report.md.
+
+Sessions live on one machine; the outcomes outlive it in mutation/ledger/ (committed, one JSON file per module:
+the source digest, the mutant selection, each mutant's outcome, the survivors' diffs and the wall time). A new
+session whose module source and selection equal its ledger's starts from the ledger's outcomes, so a fresh
+clone continues where the last machine stopped, and the report renders modules that have no session here from
+their ledgers.
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ SESSIONS = WORK / "sessions"
 MODULES = HERE / "modules.toml"
 EQUIVALENT = HERE / "equivalent.toml"
 REPORT = HERE / "report.md"
+LEDGER = HERE / "ledger"
 
 
 def slug(path: str) -> str:
@@ -150,6 +157,79 @@ def session_items(db: Any) -> Iterator[tuple[Any, Any, Any]]:
         yield item, item.mutations[0], results.get(item.job_id)
 
 
+def session_records(session: Path) -> list[dict]:
+    """Every mutant of a session that is not skipped: its key (operator#occurrence), line, outcome
+    (killed / survived / incompetent / pending) and, for a survivor, its diff."""
+    from cosmic_ray.work_db import use_db, WorkDB
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
+
+    records = []
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item, mutation, result in session_items(db):
+            if result is not None and result.worker_outcome == WorkerOutcome.SKIPPED:
+                continue
+            if result is None:
+                outcome = "pending"
+            elif result.worker_outcome != WorkerOutcome.NORMAL or result.test_outcome == TestOutcome.INCOMPETENT:
+                outcome = "incompetent"  # the mutant cannot even be applied/imported
+            elif result.test_outcome == TestOutcome.KILLED:
+                outcome = "killed"
+            else:
+                outcome = "survived"
+            records.append(dict(key=f"{mutation.operator_name}#{mutation.occurrence}", line=mutation.start_pos[0],
+                                operator=mutation.operator_name, occurrence=mutation.occurrence, outcome=outcome,
+                                diff=(result.diff or "") if outcome == "survived" else "", job=item.job_id))
+    return records
+
+
+def ledger_path(path: str) -> Path:
+    return LEDGER / f"{slug(path)}.json"
+
+
+def read_ledger(path: str) -> dict | None:
+    file = ledger_path(path)
+    return json.loads(file.read_text()) if file.exists() else None
+
+
+def write_ledger(path: str, state: dict, records: list[dict], wall: float) -> None:
+    """The module's outcomes as a small committed JSON file (one mutant per line, so a diff shows what changed)."""
+    LEDGER.mkdir(parents=True, exist_ok=True)
+    head = json.dumps(dict(module=path, state=state, wall_s=round(wall, 1),
+                           written=f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"))
+    rows = [json.dumps({k: r[k] for k in ("key", "line", "outcome", "diff") if r[k] != ""})
+            for r in sorted(records, key=lambda r: (r["line"], r["key"]))]
+    body = ",\n  ".join(rows)
+    ledger_path(path).write_text(f'{{"head": {head},\n "mutants": [\n  {body}\n]}}\n')
+
+
+def seed_from_ledger(path: str, session: Path, state: dict) -> int:
+    """Give a fresh session the outcomes its module's ledger recorded for the same source and selection.
+    A mutant is matched by operator, occurrence and line; returns how many outcomes were taken over."""
+    from cosmic_ray.work_db import use_db, WorkDB
+    from cosmic_ray.work_item import TestOutcome, WorkResult, WorkerOutcome
+
+    ledger = read_ledger(path)
+    if ledger is None or ledger["head"]["state"] != state:
+        return 0
+    recorded = {m["key"]: m for m in ledger["mutants"] if m["outcome"] != "pending"}
+    outcomes = {"killed": (WorkerOutcome.NORMAL, TestOutcome.KILLED),
+                "survived": (WorkerOutcome.NORMAL, TestOutcome.SURVIVED),
+                "incompetent": (WorkerOutcome.NORMAL, TestOutcome.INCOMPETENT)}
+    seeded = 0
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item in list(db.pending_work_items):
+            mutation = item.mutations[0]
+            entry = recorded.get(f"{mutation.operator_name}#{mutation.occurrence}")
+            if entry is None or entry["line"] != mutation.start_pos[0]:
+                continue
+            worker, test = outcomes[entry["outcome"]]
+            db.set_result(item.job_id, WorkResult(worker_outcome=worker, test_outcome=test,
+                                                  diff=entry.get("diff"),
+                                                  output=f"recorded in {ledger_path(path).relative_to(REPO)}"))
+            seeded += 1
+    return seeded
+
+
 def skip_annotations(path: str, session: Path) -> int:
     """Mark the mutants inside annotations (see annotation_ranges) and of the ``*`` / ``/`` markers of signatures
     (see signature_markers) as skipped; returns how many."""
@@ -250,6 +330,7 @@ def prepare(module: dict, defaults: dict) -> Path | None:
              "allowed": allowed}
     if session.exists() and meta.exists() and json.loads(meta.read_text()) == state:
         skip_annotations(path, session)
+        seed_from_ledger(path, session, state)  # pending here, done on another machine
         return session
     session.unlink(missing_ok=True)
     if cosmic_ray("init", str(config), str(session)) != 0:
@@ -268,6 +349,9 @@ def prepare(module: dict, defaults: dict) -> Path | None:
                                                       worker_outcome=WorkerOutcome.SKIPPED))
     meta.write_text(json.dumps(state))
     skip_annotations(path, session)
+    seeded = seed_from_ledger(path, session, state)
+    if seeded:
+        print(f"[mutation] {path}: {seeded} outcomes taken from {ledger_path(path).relative_to(REPO)}", flush=True)
     return session
 
 
@@ -340,47 +424,55 @@ def is_equivalent(entries: list[dict], operator: str, old: str, new: str) -> dic
 
 
 def summarise(path: str, equivalent: dict[str, list[dict]]) -> dict | None:
-    from cosmic_ray.work_db import use_db, WorkDB
-    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
-
-    session = SESSIONS / f"{slug(path)}.sqlite"
-    if not session.exists():
+    """Counts, survivors and equivalents of a module: from its session on this machine, else from its ledger.
+    Stale: the module's source changed since those outcomes were recorded."""
+    session, meta = SESSIONS / f"{slug(path)}.sqlite", SESSIONS / f"{slug(path)}.json"
+    ledger = read_ledger(path)
+    if session.exists():
+        records = session_records(session)
+        source = json.loads(meta.read_text()).get("source") if meta.exists() else None
+    elif ledger is not None:
+        records = [dict(m, operator=m["key"].rsplit("#", 1)[0], occurrence=int(m["key"].rsplit("#", 1)[1]),
+                        diff=m.get("diff", ""), job=None) for m in ledger["mutants"]]
+        source = ledger["head"]["state"]["source"]
+    else:
         return None
-    meta = SESSIONS / f"{slug(path)}.json"
-    stale = not meta.exists() or json.loads(meta.read_text()).get("source") != digest(REPO / path)
-    counts = dict(total=0, killed=0, survived=0, equivalent=0, incompetent=0, pending=0, skipped=0)
+    counts = dict(total=len(records), killed=0, survived=0, equivalent=0, incompetent=0, pending=0)
     survivors, equivalents = [], []
-    with use_db(str(session), WorkDB.Mode.open) as db:
-        for item, mutation, result in session_items(db):
-            if result is not None and result.worker_outcome == WorkerOutcome.SKIPPED:
-                counts["skipped"] += 1
-                continue
-            counts["total"] += 1
-            if result is None:
-                counts["pending"] += 1
-            elif result.worker_outcome != WorkerOutcome.NORMAL or result.test_outcome == TestOutcome.INCOMPETENT:
-                counts["incompetent"] += 1  # the mutant cannot even be applied/imported
-            elif result.test_outcome == TestOutcome.KILLED:
-                counts["killed"] += 1
-            else:
-                old, new = changed_lines(result.diff or "")
-                row = dict(line=mutation.start_pos[0], operator=mutation.operator_name,
-                           occurrence=mutation.occurrence, old=old, new=new, job=item.job_id)
-                entry = is_equivalent(equivalent.get(path, []), mutation.operator_name, old, new)
-                if entry:
-                    counts["equivalent"] += 1
-                    equivalents.append(dict(row, why=entry.get("why", "")))
-                else:
-                    counts["survived"] += 1
-                    survivors.append(row)
+    for r in records:
+        if r["outcome"] != "survived":
+            counts[r["outcome"]] += 1
+            continue
+        old, new = changed_lines(r["diff"])
+        row = dict(line=r["line"], operator=r["operator"], occurrence=r["occurrence"], old=old, new=new, job=r["job"])
+        entry = is_equivalent(equivalent.get(path, []), r["operator"], old, new)
+        if entry:
+            counts["equivalent"] += 1
+            equivalents.append(dict(row, why=entry.get("why", "")))
+        else:
+            counts["survived"] += 1
+            survivors.append(row)
     done = counts["killed"] + counts["survived"]
     counts["score"] = counts["killed"] / done if done else None
-    counts["stale"] = stale
+    counts["stale"] = source != digest(REPO / path)
     return dict(path=path, counts=counts, survivors=sorted(survivors, key=lambda r: r["line"]),
-                equivalents=sorted(equivalents, key=lambda r: r["line"]))
+                equivalents=sorted(equivalents, key=lambda r: r["line"]),
+                wall=ledger["head"].get("wall_s") if ledger else None)
 
 
-def write_report(modules: list[dict], walls: dict[str, float]) -> str:
+def record(path: str, elapsed: float) -> None:
+    """Write the module's ledger from its session, adding ``elapsed`` to the wall time recorded for the same
+    source and selection (a changed module starts counting again)."""
+    session, meta = SESSIONS / f"{slug(path)}.sqlite", SESSIONS / f"{slug(path)}.json"
+    if not (session.exists() and meta.exists()):
+        return
+    state = json.loads(meta.read_text())
+    ledger = read_ledger(path)
+    before = ledger["head"].get("wall_s", 0.0) if ledger and ledger["head"]["state"] == state else 0.0
+    write_ledger(path, state, session_records(session), before + elapsed)
+
+
+def write_report(modules: list[dict]) -> str:
     equivalent = load_equivalent()
     rows, details = [], []
     totals = dict(killed=0, survived=0)
@@ -393,7 +485,7 @@ def write_report(modules: list[dict], walls: dict[str, float]) -> str:
         totals["killed"] += c["killed"]
         totals["survived"] += c["survived"]
         score = "–" if c["score"] is None else f"{100 * c['score']:.1f}%"
-        wall = walls.get(module["path"])
+        wall = summary["wall"]
         rows.append(f"| {module['path']}{' (stale)' if c['stale'] else ''} | {score} | {c['killed']} | "
                     f"{c['survived']} | {c['equivalent']} | {c['incompetent']} | {c['pending']} | "
                     f"{'' if wall is None else f'{wall:.0f}s'} |")
@@ -438,13 +530,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"not in {MODULES.relative_to(REPO)}: {sorted(unknown)}")
     selected = [m for m in modules if not args.modules or m["path"] in args.modules]
-    walls_file = WORK / "walls.json"
-    walls = json.loads(walls_file.read_text()) if walls_file.exists() else {}
     if args.report_only:
         for module in selected:
             session = SESSIONS / f"{slug(module['path'])}.sqlite"
             if session.exists():
                 skip_annotations(module["path"], session)
+                record(module["path"], 0.0)
     else:
         deadline = None
         if args.until:
@@ -454,7 +545,6 @@ def main(argv: list[str] | None = None) -> int:
             if deadline < now:
                 deadline += dt.timedelta(days=1)
         copy_tree()
-        walls_before = dict(walls)
         with fork_server(not args.no_forkserver and not args.init_only):
             for module in selected:
                 left = None if deadline is None else (deadline - dt.datetime.now(dt.timezone.utc)).total_seconds()
@@ -483,15 +573,14 @@ def main(argv: list[str] | None = None) -> int:
                     cosmic_ray("exec", str(cfg), str(session), timeout=remaining)
                 finally:
                     restore(module["path"])  # whatever happened, the copy's source is the checkout's again
-                    walls[module["path"]] = walls.get(module["path"], 0.0) + time.monotonic() - started
-                    walls_file.write_text(json.dumps(walls, indent=1))
+                    record(module["path"], time.monotonic() - started)
                 summary = summarise(module["path"], load_equivalent())
                 c = summary["counts"] if summary else {}
                 score = "–" if not c or c["score"] is None else f"{100 * c['score']:.1f}%"
                 print(f"[mutation] {module['path']}: score {score} "
                       f"killed {c.get('killed')} survived {c.get('survived')} equivalent {c.get('equivalent')} "
                       f"pending {c.get('pending')} ({time.monotonic() - started:.0f}s)", flush=True)
-    print(write_report(modules, walls))
+    print(write_report(modules))
     return 0
 
 

@@ -91,3 +91,69 @@ def test_only_the_bare_star_and_slash_of_signatures_are_markers(tmp_path):
                       "def g(*args, **kw):\n    pass\n\n\nclass K:\n    def h(self, *,\n          d: int = 4 // 2) -> None:\n"
                       "        pass\n")
     assert signature_markers(source) == {(1, 9), (1, 15), (13, 16)}
+
+
+def _session(path: Path, module: str, lines: dict[str, int]) -> Path:
+    """A cosmic-ray session with one work item per ``operator#occurrence`` key, at the given lines."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import MutationSpec, WorkItem
+
+    with use_db(str(path), WorkDB.Mode.create) as db:
+        for n, (key, line) in enumerate(lines.items()):
+            operator, occurrence = key.rsplit("#", 1)
+            db.add_work_item(WorkItem(job_id=f"job{n}", mutations=[MutationSpec(
+                module_path=module, operator_name=operator, occurrence=int(occurrence), start_pos=(line, 4),
+                end_pos=(line, 9))]))
+    return path
+
+
+def test_the_ledger_carries_outcomes_to_a_fresh_session_of_the_same_source(tmp_path, monkeypatch):
+    """mutation/ledger: outcomes recorded on one machine seed a new session (same source and selection only), and
+    the report reads a module that has no session here from its ledger."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+    import mutation.run as run
+
+    repo = tmp_path / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "pkg" / "m.py").write_text("x = 1 + 2\n")
+    for name, value in (("REPO", repo), ("LEDGER", repo / "mutation" / "ledger"), ("SESSIONS", tmp_path / "sessions")):
+        monkeypatch.setattr(run, name, value)
+    run.SESSIONS.mkdir()
+    module, state = "pkg/m.py", {"source": run.digest(repo / "pkg" / "m.py"), "functions": None}
+    lines = {"core/NumberReplacer#0": 1, "core/NumberReplacer#1": 1, "core/ReplaceBinaryOperator_Add_Sub#0": 1,
+             "core/AddNot#0": 2}
+    first = _session(tmp_path / "first.sqlite", module, lines)
+    diff = "--- a\n+++ b\n-x = 1 + 2\n+x = 1 - 2\n"
+    with use_db(str(first), WorkDB.Mode.open) as db:
+        db.set_result("job0", WorkResult(worker_outcome=WorkerOutcome.NORMAL, test_outcome=TestOutcome.KILLED))
+        db.set_result("job2", WorkResult(worker_outcome=WorkerOutcome.NORMAL, test_outcome=TestOutcome.SURVIVED,
+                                         diff=diff))
+        db.set_result("job3", WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+    run.write_ledger(module, state, run.session_records(first), 12.0)
+    ledger = run.read_ledger(module)
+    assert {m["key"]: m["outcome"] for m in ledger["mutants"]} == {
+        "core/NumberReplacer#0": "killed", "core/NumberReplacer#1": "pending",
+        "core/ReplaceBinaryOperator_Add_Sub#0": "survived"}, "skipped mutants are left out, pending ones kept"
+
+    # The report on a machine with no session: from the ledger, survivors with their changed line.
+    summary = run.summarise(module, {})
+    assert (summary["counts"]["killed"], summary["counts"]["survived"], summary["counts"]["pending"]) == (1, 1, 1)
+    assert summary["survivors"][0]["old"] == "x = 1 + 2" and summary["survivors"][0]["new"] == "x = 1 - 2"
+    assert summary["wall"] == 12.0 and not summary["counts"]["stale"]
+
+    # A fresh session (job ids differ: cosmic-ray makes new ones) takes the recorded outcomes by operator,
+    # occurrence and line; a mutant now on another line is not taken over.
+    second = _session(tmp_path / "second.sqlite", module, {**lines, "core/NumberReplacer#0": 3})
+    assert run.seed_from_ledger(module, second, state) == 1
+    with use_db(str(second), WorkDB.Mode.open) as db:
+        results = dict(db.results)
+    assert set(results) == {"job2"} and results["job2"].test_outcome == TestOutcome.SURVIVED
+    assert results["job2"].diff == diff
+
+    # Another selection or source: nothing is taken over, and the report marks the ledger stale.
+    third = _session(tmp_path / "third.sqlite", module, lines)
+    assert run.seed_from_ledger(module, third, {**state, "functions": ["f"]}) == 0
+    (repo / "pkg" / "m.py").write_text("x = 1 + 3\n")
+    assert run.seed_from_ledger(module, third, {**state, "source": run.digest(repo / "pkg" / "m.py")}) == 0
+    assert run.summarise(module, {})["counts"]["stale"]
