@@ -514,7 +514,7 @@ def write_report(modules: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("modules", nargs="*", help="module paths (default: all in mutation/modules.toml)")
+    parser.add_argument("modules", nargs="*", help="module paths, run in the order given (default: all in mutation/modules.toml, in its order)")
     parser.add_argument("--budget", type=float, default=None, help="wall-clock seconds per module")
     parser.add_argument("--until", default=None, help="UTC HH:MM after which no module is started or continued")
     parser.add_argument("--report-only", action="store_true")
@@ -529,7 +529,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.modules) - {m["path"] for m in modules}
     if unknown:
         parser.error(f"not in {MODULES.relative_to(REPO)}: {sorted(unknown)}")
-    selected = [m for m in modules if not args.modules or m["path"] in args.modules]
+    by_path = {m["path"]: m for m in modules}
+    selected = [by_path[path] for path in dict.fromkeys(args.modules)] if args.modules else modules
     if args.report_only:
         for module in selected:
             session = SESSIONS / f"{slug(module['path'])}.sqlite"
