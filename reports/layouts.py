@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from reports.compare import Block, Column, Variant, build_blocks, column_stat
 from reports.negative_transfer import negative_transfer
-from reports.spec import ANY, EXPECTED_VALUES, LAYOUT_ROWS, METRIC_LABELS, TASK_ROLES, RowSpec, matches
+from reports.spec import ANY, EXPECTED_VALUES, LAYOUT_ROWS, METRIC_LABELS, SINGLE_TASK, TASK_ROLES, RowSpec, matches
 from reports.stats import SPREADS, TESTS, Stat
 from reports.table import Cell, ReportOptions, Row, Table, legend
 from reports.versus import versus
@@ -47,12 +47,26 @@ def build_tables(records: Iterable[RunRecord], layout: str, dbs: Iterable[str] |
                          f"in the store; train some with 'python -m benchmark run ...'")
     if layout in ("negative-transfer", "versus"):
         per_block = negative_transfer if layout == "negative-transfer" else versus
-        tables = [per_block(b, options) for b in blocks]
+        left_out = [] if layout == "negative-transfer" else without_baseline(blocks, options)
+        kept = [b for b in blocks if all(b is not x for x in left_out)] or blocks[:1]  # none has it: the first one says why
+        tables = [per_block(b, options) for b in kept]
+        for t in tables:
+            t.legend += [f"Not shown: {b.db} ({b.label}), which has no completed {options.versus.method} run to "
+                         f"compare with." for b in left_out]
         for i, t in enumerate(tables):  # one db under several protocols: keep LaTeX labels unique
             if [u.name for u in tables].count(t.name) > 1:
                 t.name += f"_{i + 1}"
         return tables
     return [{"table2": table2, "table3": table3, "table4": table4, "table5": table5}[layout](blocks, options)]
+
+
+def without_baseline(blocks: list[Block], options: ReportOptions) -> list[Block]:
+    """The blocks (db, protocol) of a versus report that hold no run of the baseline's method: they are left
+    out with a note, so a store that also holds other backbones or dbs still renders (an error only when no
+    block has the method, or when one has it but no variant matches the options)."""
+    if options.versus is None or options.versus.method == SINGLE_TASK:
+        return []
+    return [b for b in blocks if all(r.method != options.versus.method for r in b.runs)]
 
 
 # ----- the paper's layouts --------------------------------------------------------------------

@@ -156,6 +156,19 @@ def test_no_or_several_matching_variants_are_errors_naming_the_block(baseline, m
         build_tables(versus_records(), "versus", options=ReportOptions(versus=baseline))
 
 
+def test_a_block_without_the_baselines_method_is_left_out_with_a_note():
+    """A store that also holds a db (or backbone) where the baseline's method never ran still renders the blocks
+    that have it, and says which block it left out; with no block holding the method it is the error above."""
+    other = [r for seed in (0, 1) for r in single_tasks(seed, (.5, .5), (.4, .9), db="other")]
+    other += [record("no_coupling", seed, {"classes": (.6, .5), "attributes": (.3, .9)}, db="other") for seed in (0, 1)]
+    tables = build_tables(versus_records() + other, "versus",
+                          options=ReportOptions(versus=Baseline("dmsca", (("relatedness", "db"),))))
+    assert [t.name for t in tables] == ["versus_dmsca_vs"]
+    assert any(line.startswith("Not shown: other (") and "no completed dmsca run" in line for line in tables[0].legend)
+    with pytest.raises(ValueError, match="dmsca has no completed run on other"):
+        build_tables(other, "versus", options=ReportOptions(versus=Baseline("dmsca")))
+
+
 @pytest.mark.parametrize("fmt", ["markdown", "latex", "csv", "json"])
 def test_every_format_renders(fmt):
     text = render(table(Baseline("no_coupling")), fmt)
