@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -50,11 +51,14 @@ class FAMO(Method):
                  post_step_loss: Literal["same_batch", "next_batch"] = "same_batch",
                  logit_optimizer: Literal["adam", "sgd"] = "adam") -> None:
         super().__init__()
-        if post_step_loss not in ("same_batch", "next_batch") or logit_optimizer not in ("adam", "sgd"):
-            raise ValueError(f"famo: post_step_loss={post_step_loss!r} must be same_batch or next_batch, "
-                             f"logit_optimizer={logit_optimizer!r} adam or sgd")
-        if logit_lr <= 0 or gamma < 0:
-            raise ValueError(f"famo: need logit_lr > 0 and gamma >= 0, got {logit_lr}, {gamma}")
+        if post_step_loss not in ("same_batch", "next_batch"):
+            raise ValueError(f"famo: post_step_loss={post_step_loss!r} must be same_batch or next_batch")
+        if logit_optimizer not in ("adam", "sgd"):
+            raise ValueError(f"famo: logit_optimizer={logit_optimizer!r} must be adam or sgd")
+        if not (math.isfinite(logit_lr) and logit_lr > 0):
+            raise ValueError(f"famo: logit_lr={logit_lr} must be a finite number > 0 (the paper: 0.025)")
+        if not (math.isfinite(gamma) and gamma >= 0):
+            raise ValueError(f"famo: gamma={gamma} must be a finite number >= 0 (the paper: 0.001; 0: no decay)")
         self.logit_lr = logit_lr
         self.gamma = gamma
         self.post_step_loss = post_step_loss

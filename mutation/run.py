@@ -562,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
                           flush=True)
                     continue
                 try:
+                    copy_tree()  # the checkout as it is now: tests added or a module edited since the run began
                     if not baseline(module):
                         continue
                     session = prepare(module, defaults)
