@@ -300,22 +300,24 @@ def train_options(args: argparse.Namespace, experiment: Experiment) -> TrainOpti
     return TrainOptions(tensorboard=args.tensorboard, channels_last=channels_last)
 
 
-def only_methods(experiment: Experiment, names: list[str] | None) -> Experiment:
-    """The file's grid restricted to the method entries named ``names`` (all when None); run ids are unchanged,
-    so a later sweep of the whole file skips what this one completed."""
+def only_entries(experiment: Experiment, kind: str, names: list[str] | None) -> Experiment:
+    """The file's grid restricted to its ``kind`` entries (``methods`` or ``backbones``) named ``names`` (all when
+    None); run ids are unchanged, so a later sweep of the whole file skips what this one completed."""
     if not names:
         return experiment
-    unknown = sorted(set(names) - {e.name for e in experiment.methods})
+    entries = getattr(experiment, kind)
+    unknown = sorted(set(names) - {e.name for e in entries})
     if unknown:
-        raise ExperimentError(f"{experiment.path}: --methods {' '.join(unknown)}: no such method entry in the file "
-                              f"(its methods: {', '.join(dict.fromkeys(e.name for e in experiment.methods))})")
-    return dataclasses.replace(experiment, methods=[e for e in experiment.methods if e.name in names])
+        raise ExperimentError(f"{experiment.path}: --{kind} {' '.join(unknown)}: no such {kind[:-1]} entry in the file "
+                              f"(its {kind}: {', '.join(dict.fromkeys(e.name for e in entries))})")
+    return dataclasses.replace(experiment, **{kind: [e for e in entries if e.name in names]})
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Check and expand the file, plan, then train (or print the plan); non-zero exit when a run failed."""
     check_arguments(args)
-    experiment = only_methods(load(args.file), args.methods)
+    experiment = only_entries(only_entries(load(args.file), "methods", args.methods), "backbones",
+                              getattr(args, "backbones", None))
     grid = expand(experiment, parse_data_roots(args.data_root))
     if args.dry_run:
         store = ResultsStore(store_path(args.workdir), create=False) if store_path(args.workdir).is_file() else None

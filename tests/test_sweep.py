@@ -236,3 +236,40 @@ def test_execution_channels_last_from_the_file_or_the_flag_reaches_every_run_but
 def test_a_bad_execution_or_resources_table_names_the_key_and_the_fix(tmp_path, text, message):
     with pytest.raises(ExperimentError, match=message):
         load(write(tmp_path, text))
+
+
+TWO_BACKBONES = f"""
+methods = ["no_coupling", "dmsca"]
+[preset]
+epochs = 1
+[[dbs]]
+name = "synthetic"
+options = {TINY}
+[[backbones]]
+name = "smallcnn"
+[[backbones]]
+name = "resnet18"
+"""
+
+
+@pytest.mark.parametrize("args, expected", [
+    ([], {("no_coupling", "smallcnn"), ("dmsca", "smallcnn"), ("no_coupling", "resnet18"), ("dmsca", "resnet18")}),
+    (["--methods", "dmsca"], {("dmsca", "smallcnn"), ("dmsca", "resnet18")}),
+    (["--backbones", "resnet18"], {("no_coupling", "resnet18"), ("dmsca", "resnet18")}),
+    (["--methods", "no_coupling", "--backbones", "smallcnn"], {("no_coupling", "smallcnn")}),
+])
+def test_methods_and_backbones_restrict_the_grid_to_those_entries(tmp_path, capsys, args, expected):
+    """``--methods`` / ``--backbones`` keep only the file's entries of those names (run ids unchanged)."""
+    assert sweep(tmp_path, "--dry-run", *args, text=TWO_BACKBONES) == 0
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if "| grid " in line]
+    assert {(r[5].strip().split(" ")[0], r[7].strip()) for r in rows} == expected
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--methods", "--methods mgda_ub: no such method entry in the file (its methods: no_coupling, dmsca)"),
+    ("--backbones", "--backbones vgg16: no such backbone entry in the file (its backbones: smallcnn, resnet18)"),
+])
+def test_an_entry_not_in_the_file_is_an_error_naming_the_files_entries(tmp_path, capsys, flag, message):
+    name = "mgda_ub" if flag == "--methods" else "vgg16"
+    assert sweep(tmp_path, "--dry-run", flag, name, text=TWO_BACKBONES) != 0
+    assert message in capsys.readouterr().err

@@ -22,6 +22,8 @@ def add_arguments(sw: argparse.ArgumentParser) -> None:
     sw.add_argument("--force", action="store_true", help="train the grid's runs again even if completed")
     sw.add_argument("--methods", nargs="+", metavar="NAME", help="only the file's method entries of these names "
                     "(their dependencies too); a later full sweep skips what completed")
+    sw.add_argument("--backbones", nargs="+", metavar="NAME", help="only the file's backbone entries of these names; "
+                    "a later full sweep skips what completed")
     sw.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                     help="every run in channels-last memory format, or (--no-channels-last) not, over the file's "
                          "[execution] table; not part of a run's identity, stored with each run")
