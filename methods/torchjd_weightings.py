@@ -36,7 +36,7 @@ def torchjd_aggregation() -> ModuleType:
     """``torchjd.aggregation``, imported on first use; a clear error where TorchJD is missing."""
     try:
         return importlib.import_module("torchjd.aggregation")
-    except ImportError as exc:  # pragma: no cover - torchjd is a dependency
+    except ImportError as exc:  # torchjd is a dependency; tests/methods/test_torchjd_adapter_edges.py removes it
         raise ImportError(f"the TorchJD weightings need torchjd 0.18 ({exc}); install it with "
                           f"pip install 'torchjd[quadprog-projector,nash-mtl,cagrad]>=0.18,<0.19'") from exc
 
@@ -71,12 +71,17 @@ class TorchJDWeighting(Method):
     def __init__(self, *, gradients: Literal["representation", "shared_parameters"] = "representation",
                  head_gradient: Literal["own", "weighted"] = "own") -> None:
         super().__init__()
-        label = self.name or type(self).__name__
+        label = self.label
         for key, value, choices in (("gradients", gradients, GRADIENTS), ("head_gradient", head_gradient, HEAD_GRADIENTS)):
             if value not in choices:
                 raise ValueError(f"{label}: {key}={value!r} is not one of {choices}")
         self.gradients = gradients
         self.head_gradient = head_gradient
+
+    @property
+    def label(self) -> str:
+        """The method's name in messages: its registry name, or the class name of an unregistered subclass."""
+        return self.name or type(self).__name__
 
     def gradient_request(self) -> GradientRequest:
         """g_t at z (flattened over the batch) or on every shared parameter, as ``gradients`` says."""
@@ -97,7 +102,7 @@ class TorchJDWeighting(Method):
         weights = self.weights_from_gram(gram, gradients).detach().to(device="cpu", dtype=torch.float64).flatten()
         if weights.numel() != count or not bool(torch.isfinite(weights).all()):
             log.warning("%s: TorchJD returned weights %s for %d tasks at step %d; equal weights for this step",
-                        self.name, weights.tolist(), count, gradients.step)
+                        self.label, weights.tolist(), count, gradients.step)
             return torch.full((count,), 1.0 / count, dtype=torch.float64)
         return weights
 
@@ -128,5 +133,5 @@ class ProjectedWeighting(TorchJDWeighting):
         weighting = getattr(torchjd_aggregation(), self.torchjd_class)
         from torchjd.linalg import QuadprogProjector
 
-        self.solver = checked(self.name or type(self).__name__, lambda: weighting(
+        self.solver = checked(self.label, lambda: weighting(
             projector=QuadprogProjector(norm_eps=norm_eps, reg_eps=reg_eps)))
