@@ -316,8 +316,7 @@ def only_entries(experiment: Experiment, kind: str, names: list[str] | None) -> 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Check and expand the file, plan, then train (or print the plan); non-zero exit when a run failed."""
     check_arguments(args)
-    experiment = only_entries(only_entries(load(args.file), "methods", args.methods), "backbones",
-                              getattr(args, "backbones", None))
+    experiment = only_entries(only_entries(load(args.file), "methods", args.methods), "backbones", args.backbones)
     grid = expand(experiment, parse_data_roots(args.data_root))
     if args.dry_run:
         store = ResultsStore(store_path(args.workdir), create=False) if store_path(args.workdir).is_file() else None
