@@ -192,12 +192,17 @@ def read_ledger(path: str) -> dict | None:
 
 
 def write_ledger(path: str, state: dict, records: list[dict], wall: float) -> None:
-    """The module's outcomes as a small committed JSON file (one mutant per line, so a diff shows what changed)."""
+    """The module's outcomes as a small committed JSON file (one mutant per line, so a diff shows what changed);
+    left as it is, timestamp included, when the outcomes and the wall time are those it already holds."""
+    rows = [json.dumps({k: r[k] for k in ("key", "line", "outcome", "diff") if r[k] != ""})
+            for r in sorted(records, key=lambda r: (r["line"], r["key"]))]
+    earlier = read_ledger(path)
+    if earlier is not None and earlier["head"]["state"] == state and earlier["head"].get("wall_s") == round(wall, 1) \
+            and [json.dumps(m) for m in earlier["mutants"]] == rows:
+        return
     LEDGER.mkdir(parents=True, exist_ok=True)
     head = json.dumps(dict(module=path, state=state, wall_s=round(wall, 1),
                            written=f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"))
-    rows = [json.dumps({k: r[k] for k in ("key", "line", "outcome", "diff") if r[k] != ""})
-            for r in sorted(records, key=lambda r: (r["line"], r["key"]))]
     body = ",\n  ".join(rows)
     ledger_path(path).write_text(f'{{"head": {head},\n "mutants": [\n  {body}\n]}}\n')
 
@@ -432,8 +437,10 @@ def summarise(path: str, equivalent: dict[str, list[dict]]) -> dict | None:
         records = session_records(session)
         source = json.loads(meta.read_text()).get("source") if meta.exists() else None
     elif ledger is not None:
-        records = [dict(m, operator=m["key"].rsplit("#", 1)[0], occurrence=int(m["key"].rsplit("#", 1)[1]),
-                        diff=m.get("diff", ""), job=None) for m in ledger["mutants"]]
+        records = []
+        for m in ledger["mutants"]:
+            operator, _, occurrence = m["key"].rpartition("#")
+            records.append(dict(m, operator=operator, occurrence=int(occurrence), diff=m.get("diff", ""), job=None))
         source = ledger["head"]["state"]["source"]
     else:
         return None

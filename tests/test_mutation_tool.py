@@ -157,3 +157,25 @@ def test_the_ledger_carries_outcomes_to_a_fresh_session_of_the_same_source(tmp_p
     (repo / "pkg" / "m.py").write_text("x = 1 + 3\n")
     assert run.seed_from_ledger(module, third, {**state, "source": run.digest(repo / "pkg" / "m.py")}) == 0
     assert run.summarise(module, {})["counts"]["stale"]
+
+
+def test_an_unchanged_ledger_is_not_rewritten(tmp_path, monkeypatch):
+    """--report-only records every module's ledger again: one whose outcomes and wall time did not change keeps
+    its file and its 'written' time, so a report run leaves no diff in the committed ledgers."""
+    import mutation.run as run
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    monkeypatch.setattr(run, "REPO", repo)
+    monkeypatch.setattr(run, "LEDGER", repo / "mutation" / "ledger")
+    state = {"source": "abc", "functions": None}
+    rows = [dict(key="core/AddNot#0", line=3, outcome="killed", diff="")]
+    run.write_ledger("pkg/m.py", state, rows, 5.0)
+    file = run.ledger_path("pkg/m.py")
+    file.write_text(file.read_text().replace(run.read_ledger("pkg/m.py")["head"]["written"], "then"))
+    run.write_ledger("pkg/m.py", state, rows, 5.0)
+    assert run.read_ledger("pkg/m.py")["head"]["written"] == "then"
+    run.write_ledger("pkg/m.py", state, rows, 6.0)
+    assert run.read_ledger("pkg/m.py")["head"]["written"] != "then"
+    run.write_ledger("pkg/m.py", state, [dict(rows[0], outcome="survived", diff="-a\n+b")], 6.0)
+    assert run.read_ledger("pkg/m.py")["mutants"][0]["outcome"] == "survived"
