@@ -172,8 +172,17 @@ class Batch:
 
 
 def collate(samples: Sequence[dict]) -> Batch:
-    """Stack per-sample dicts ``{"input", "targets", "masks", "index"}`` into a :class:`Batch`."""
+    """Stack per-sample dicts ``{"input", "targets", "masks", "index"}`` into a :class:`Batch`.
+
+    Every sample carries every task of the db (an unannotated one with mask False), so samples that name
+    different tasks mean a broken dataset; that is refused rather than a task silently dropped."""
     tasks = samples[0]["targets"].keys()
+    for sample in samples[1:]:
+        if sample["targets"].keys() != tasks or sample["masks"].keys() != tasks:
+            raise ValueError(
+                f"collate: sample {sample['index']} has targets for {sorted(sample['targets'])} and masks for "
+                f"{sorted(sample['masks'])}, the batch's first sample {sorted(tasks)}; a dataset must give every "
+                "sample every task (mask False where it is not annotated)")
     return Batch(
         inputs=torch.stack([s["input"] for s in samples]),
         targets={t: torch.stack([torch.as_tensor(s["targets"][t]) for s in samples]) for t in tasks},
