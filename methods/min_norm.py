@@ -137,14 +137,20 @@ def cvxpy_qp(gram: np.ndarray) -> MinNormSolution:
     import cvxpy as cp
 
     gram = _check_gram(gram)
+    # The minimiser does not change when M is scaled, but the solver's tolerances are absolute: gradient Gram
+    # matrices of 1e-6 or 1e6 left it inaccurate (or failing) where the same matrix scaled to a unit diagonal solves.
+    gram = gram / max(float(np.max(np.diag(gram))), np.finfo(float).tiny)
     eigenvalues, vectors = np.linalg.eigh(gram)
     factor = np.sqrt(np.clip(eigenvalues, 0.0, None))[:, None] * vectors.T  # M = Fᵀ F, also when M is singular
     alpha = cp.Variable(gram.shape[0])
     problem = cp.Problem(cp.Minimize(cp.sum_squares(factor @ alpha)), [alpha >= 0, cp.sum(alpha) == 1])
-    if "CLARABEL" in cp.installed_solvers():
-        problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
-    else:
-        problem.solve()
+    try:
+        if "CLARABEL" in cp.installed_solvers():
+            problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
+        else:
+            problem.solve()
+    except cp.error.SolverError as error:
+        raise RuntimeError(f"cvxpy could not solve the min-norm problem ({error}); use solver='frank_wolfe'") from error
     if alpha.value is None:
         raise RuntimeError(f"cvxpy could not solve the min-norm problem (status {problem.status}); "
                            f"use solver='frank_wolfe'")

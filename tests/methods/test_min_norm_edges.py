@@ -295,7 +295,7 @@ def test_the_qp_oracle_reaches_hand_computed_optima(scale):
 
 
 def test_the_qp_oracle_poses_the_min_norm_problem_to_clarabel(monkeypatch):
-    """Clarabel with tight tolerances; the iteration count is the solver's and the QP value is αᵀMα."""
+    """Clarabel with tight tolerances; the iteration count is the solver's and the QP value is αᵀMα / max diag M."""
     assert "CLARABEL" in cp.installed_solvers()
     calls = []
     original = cp.Problem.solve
@@ -312,7 +312,9 @@ def test_the_qp_oracle_poses_the_min_norm_problem_to_clarabel(monkeypatch):
         (problem, kwargs), = calls
         assert problem.solver_stats.solver_name == "CLARABEL"
         assert solution.iterations == problem.solver_stats.num_iters > 0
-        assert problem.value == pytest.approx(objective(gram, solution.weights), rel=1e-9, abs=1e-12)
+        # the QP is posed on M scaled to a unit diagonal (same minimiser): its value is αᵀMα / max diag M
+        assert problem.value == pytest.approx(objective(gram, solution.weights) / np.max(np.diag(gram)),
+                                              rel=1e-9, abs=1e-12)
     np.testing.assert_allclose(cvxpy_qp(np.array([[1.0, 0.0], [0.0, 4.0]])).weights, [0.8, 0.2], atol=1e-9)
 
 
@@ -340,3 +342,27 @@ def test_a_solver_without_an_iteration_count_reports_zero(monkeypatch):
     solution = cvxpy_qp(np.diag([1.0, 4.0]))
     assert solution.iterations == 0 and solution.converged
     np.testing.assert_allclose(solution.weights, [0.8, 0.2], atol=1e-9)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e6])
+def test_the_qp_oracle_does_not_depend_on_the_grams_scale(scale):
+    """The minimiser of aᵀ(cM)a over the simplex is that of aᵀMa; gradient Gram matrices are often tiny. Before the
+    oracle scaled M to a unit diagonal, some random 1e6-scaled matrices ended inaccurate or raised SolverError."""
+    rng = np.random.default_rng(3)
+    for tasks in (3, 4, 5):
+        for _ in range(5):
+            base = _gram(rng, tasks, 8)
+            scaled = cvxpy_qp(base * scale)
+            assert scaled.converged
+            np.testing.assert_allclose(scaled.weights, cvxpy_qp(base).weights, atol=1e-8)
+            np.testing.assert_allclose(scaled.weights, frank_wolfe(base, tol=1e-14).weights, atol=1e-6)
+
+
+def test_a_solver_failure_is_a_runtime_error_that_names_the_way_out(monkeypatch):
+    def fail(self, *args, **kwargs):
+        raise cp.error.SolverError("solver crashed")
+
+    monkeypatch.setattr(cp.Problem, "solve", fail)
+    with pytest.raises(RuntimeError, match=r"could not solve the min-norm problem \(solver crashed\); "
+                                           r"use solver='frank_wolfe'"):
+        cvxpy_qp(np.eye(3))
