@@ -366,3 +366,19 @@ def test_a_solver_failure_is_a_runtime_error_that_names_the_way_out(monkeypatch)
     with pytest.raises(RuntimeError, match=r"could not solve the min-norm problem \(solver crashed\); "
                                            r"use solver='frank_wolfe'"):
         cvxpy_qp(np.eye(3))
+
+
+def test_the_qp_oracle_projects_the_solvers_point_onto_the_simplex(monkeypatch):
+    """An interior-point solver returns α up to its tolerance: slightly negative entries are clipped to 0 and the
+    rest renormalised to sum 1, so the weights are always a point of the simplex."""
+    original = cp.Problem.solve
+
+    def off_the_simplex(problem, *args, **kwargs):
+        result = original(problem, *args, **kwargs)
+        (alpha,) = problem.variables()
+        alpha.value = np.array([-0.01, 0.61, 0.44])  # what a loose solver could return for three tasks
+        return result
+
+    monkeypatch.setattr(cp.Problem, "solve", off_the_simplex)
+    solution = cvxpy_qp(np.eye(3))
+    np.testing.assert_allclose(solution.weights, [0.0, 0.61 / 1.05, 0.44 / 1.05], rtol=1e-12)
