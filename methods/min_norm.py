@@ -72,6 +72,11 @@ def two_task(gram: np.ndarray) -> MinNormSolution:
     return MinNormSolution(np.array([gamma, 1.0 - gamma]), iterations=1, converged=True)
 
 
+def _largest_diagonal(gram: np.ndarray) -> float:
+    """M's largest diagonal entry (the largest squared gradient norm), never below the smallest positive float."""
+    return max(float(np.max(np.diag(gram))), np.finfo(float).tiny)
+
+
 def _line_search(gram: np.ndarray, alpha: np.ndarray, direction: np.ndarray, step_max: float) -> float:
     """Exact minimiser of (α + γ d)ᵀ M (α + γ d) over γ ∈ [0, step_max] (a quadratic in γ)."""
     slope = float(direction @ gram @ alpha)  # half the derivative at γ = 0
@@ -102,7 +107,7 @@ def frank_wolfe(gram: np.ndarray, *, max_iter: int = 1000, tol: float = 1e-12,
         raise ValueError(f"need max_iter >= 1 and tol >= 0, got max_iter={max_iter}, tol={tol}")
     size = gram.shape[0]
     alpha = np.full(size, 1.0 / size)
-    threshold = tol * max(float(np.max(np.diag(gram))), np.finfo(float).tiny)
+    threshold = tol * _largest_diagonal(gram)
     for iteration in range(max_iter):
         grad = gram @ alpha  # half the gradient of αᵀMα
         value = float(alpha @ grad)
@@ -139,21 +144,21 @@ def cvxpy_qp(gram: np.ndarray) -> MinNormSolution:
     gram = _check_gram(gram)
     # The minimiser does not change when M is scaled, but the solver's tolerances are absolute: gradient Gram
     # matrices of 1e-6 or 1e6 left it inaccurate (or failing) where the same matrix scaled to a unit diagonal solves.
-    gram = gram / max(float(np.max(np.diag(gram))), np.finfo(float).tiny)
+    gram = gram / _largest_diagonal(gram)
     eigenvalues, vectors = np.linalg.eigh(gram)
     factor = np.sqrt(np.clip(eigenvalues, 0.0, None))[:, None] * vectors.T  # M = Fᵀ F, also when M is singular
     alpha = cp.Variable(gram.shape[0])
     problem = cp.Problem(cp.Minimize(cp.sum_squares(factor @ alpha)), [alpha >= 0, cp.sum(alpha) == 1])
+    failure = "cvxpy could not solve the min-norm problem ({}); use solver='frank_wolfe'"
     try:
         if "CLARABEL" in cp.installed_solvers():
             problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
         else:
             problem.solve()
     except cp.error.SolverError as error:
-        raise RuntimeError(f"cvxpy could not solve the min-norm problem ({error}); use solver='frank_wolfe'") from error
+        raise RuntimeError(failure.format(error)) from error
     if alpha.value is None:
-        raise RuntimeError(f"cvxpy could not solve the min-norm problem (status {problem.status}); "
-                           f"use solver='frank_wolfe'")
+        raise RuntimeError(failure.format(f"status {problem.status}"))
     weights = np.clip(np.asarray(alpha.value, dtype=np.float64), 0.0, None)
     iterations = int(problem.solver_stats.num_iters or 0)
     return MinNormSolution(weights / weights.sum(), iterations=iterations, converged=problem.status == cp.OPTIMAL)
