@@ -49,8 +49,10 @@ class StudentTeacher(Method):
         threshold: keep a pseudo-label only where the teacher's confidence at T = 1 (max_k p_k for
             classes, max(p, 1 - p) per attribute) is at least this; 0 keeps every one.
         pseudo_weight: w, the weight of a pseudo-labelled entry relative to a real one.
-        balance: ``"union"`` (one mean over real and pseudo entries, each image counting once) or
-            ``"separate"`` (mean over real entries + w * mean over pseudo entries).
+        balance: ``"union"`` (one mean over the real and pseudo units, the units ``task_loss`` averages:
+            class labels and, for attributes, entries under the pooled loss or each image's mean under the
+            per-image loss, so a partly annotated image is one real and one pseudo unit) or ``"separate"``
+            (mean over real units + w * mean over pseudo units).
         include_unannotated: also train on images annotated for no task, every label from the
             teachers (the paper's union of datasets holds no such image).
     """
