@@ -22,6 +22,7 @@ from benchmark.gradient_engine import (as_weighting, is_annotated, last_shared_l
 from benchmark.tasks import Batch, Problem, TaskSpec
 from methods import Method, MultiTaskModel, StepContext
 from methods.base import GradientRequest, TaskGradients, Weighting
+from tests.methods.tiny_mtl import grads_of
 
 F64 = torch.float64
 X = torch.tensor([[1.0, 2.0, 3.0], [0.0, -1.0, 1.0]], dtype=F64)  # (B=2, 3); X.sum(0) = [1, 1, 4]
@@ -120,12 +121,6 @@ def make_step(model: MultiTaskModel, *, linear: bool = False, absent: Sequence[s
     return task_losses(out.logits, linear), ctx
 
 
-def reference(loss: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
-    """∇ loss with respect to ``params`` by plain autograd, zeros where unused."""
-    grads = torch.autograd.grad(loss, list(params), retain_graph=True, allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
-
-
 def combine(parts: Sequence[tuple[float, list[Tensor]]]) -> list[Tensor]:
     """Σ factor · gradients, parameter by parameter."""
     return [sum(f * grads[i] for f, grads in parts) for i in range(len(parts[0][1]))]
@@ -195,8 +190,8 @@ def test_representation_backward_combines_at_z(head_gradient: str, weights: tupl
     model = make_model()
     losses, ctx = make_step(model)
     shared = backbone_used(model)
-    per_task = {t: reference(losses[t], shared) for t in ("a", "b")}
-    heads = {t: reference(losses[t], list(model.heads[t].parameters())) for t in ("a", "b")}
+    per_task = {t: grads_of(losses[t], shared) for t in ("a", "b")}
+    heads = {t: grads_of(losses[t], list(model.heads[t].parameters())) for t in ("a", "b")}
     method = Scripted(GradientRequest("representation", head_gradient=head_gradient), torch.tensor(weights))
     applied = weighted_backward(method, losses, ctx)
     assert applied.keys() == {"weight/a", "weight/b"}
@@ -220,7 +215,7 @@ def test_representation_backward_adds_extras_at_weight_one_and_accumulates(head_
     losses = task_losses(out.logits, linear=False)
     losses["extra"] = 0.5 * (out.logits["a"] ** 2).sum() + 0.1 * (model.backbone.lin.weight ** 2).sum()
     params = list(model.parameters())
-    per_task = {name: reference(losses[name], params) for name in ("a", "b", "extra")}
+    per_task = {name: grads_of(losses[name], params) for name in ("a", "b", "extra")}
     preset = [torch.full_like(p, 0.5) for p in params]
     for param, value in zip(params, preset):
         param.grad = value.clone()
@@ -245,7 +240,7 @@ def test_a_loss_that_does_not_reach_z_is_a_zero_row_and_its_head_still_learns() 
     model = make_model(blind=True)
     losses, ctx = make_step(model)
     shared = backbone_used(model)
-    grad_a = reference(losses["a"], shared)
+    grad_a = grads_of(losses["a"], shared)
     g_a = torch.autograd.grad(losses["a"], ctx.outputs.features, retain_graph=True)[0]
     method = Scripted(GradientRequest("representation", head_gradient="own"), torch.tensor([0.5, 4.0]))
     weighted_backward(method, losses, ctx)
@@ -275,7 +270,7 @@ def test_an_absent_task_has_weight_zero_and_no_row(wrt: str) -> None:
     model = make_model()
     losses, ctx = make_step(model, linear=True, absent=("a",))
     shared = backbone_used(model)
-    grad_b = reference(losses["b"], shared)
+    grad_b = grads_of(losses["b"], shared)
     head_a = [torch.zeros_like(p) for p in model.heads["a"].parameters()]
     method = Scripted(GradientRequest(wrt, head_gradient="weighted"), torch.tensor([3.0]))
     applied = weighted_backward(method, losses, ctx)
@@ -346,7 +341,7 @@ def test_shared_parameter_backward_weights_heads_and_adds_extras() -> None:
     losses, ctx = make_step(model)
     losses["extra"] = 0.3 * (model.backbone.lin.bias ** 2).sum() + 0.5 * (ctx.outputs.logits["b"] ** 2).sum()
     params = list(model.parameters())
-    per_task = {name: reference(losses[name], params) for name in ("a", "b", "extra")}
+    per_task = {name: grads_of(losses[name], params) for name in ("a", "b", "extra")}
     weights = (0.25, -2.0)
     method = Scripted(GradientRequest("shared_parameters"), torch.tensor(weights))
     applied = weighted_backward(method, losses, ctx)
@@ -364,7 +359,7 @@ def test_loss_scale_and_a_weightings_own_loss() -> None:
     model = make_model()
     losses, ctx = make_step(model, linear=True, loss_scale=2.0)
     shared = backbone_used(model)
-    per_task = {t: reference(losses[t], shared) for t in ("a", "b")}
+    per_task = {t: grads_of(losses[t], shared) for t in ("a", "b")}
     own = nn.Parameter(torch.tensor([1.0, 2.0], dtype=F64))
     own_loss = ((own * torch.tensor([3.0, -1.0], dtype=F64)).sum()) ** 2  # ∇ = 2 (3 - 2) [3, -1] = [6, -2]
     method = Scripted(GradientRequest("shared_parameters"), Weighting(torch.tensor([0.5, 2.0]), own_loss))
@@ -400,7 +395,7 @@ def shared_layer_rows(layer: str, compare: str, cache: dict[str, str] | None) ->
     model = deep_model()
     losses, ctx = make_step(model)
     weight = model.get_submodule(compare).weight
-    expected = torch.stack([reference(losses[t], [weight])[0].flatten() for t in ("a", "b")])
+    expected = torch.stack([grads_of(losses[t], [weight])[0].flatten() for t in ("a", "b")])
     method = Scripted(GradientRequest("shared_layer", layer=layer), torch.tensor([1.0, 1.0]))
     weighted_backward(method, losses, ctx, cache)
     return method.seen[0].vectors, expected

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor, nn
 
@@ -56,11 +58,16 @@ def forward(method: Method, model: MultiTaskModel, batch: Batch, problem: Proble
     return method.losses(losses, ctx), ctx
 
 
-def shared_grads_of(loss: Tensor, model: MultiTaskModel) -> list[Tensor]:
-    """∇ of ``loss`` with respect to the shared parameters (zeros where unused)."""
-    params = list(model.shared_parameters())
+def grads_of(loss: Tensor, params: Iterable[Tensor]) -> list[Tensor]:
+    """∇ of ``loss`` with respect to ``params`` by plain autograd (zeros where unused), the graph kept."""
+    params = list(params)
     grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+def shared_grads_of(loss: Tensor, model: MultiTaskModel) -> list[Tensor]:
+    """∇ of ``loss`` with respect to the shared parameters (zeros where unused)."""
+    return grads_of(loss, model.shared_parameters())
 
 
 def weighted_step(method: Method, losses: dict[str, Tensor], ctx: StepContext) -> dict[str, float]:
