@@ -76,6 +76,8 @@ def as_weighting(value: Weighting | Tensor | Sequence[float], count: int) -> Wei
     weights = torch.as_tensor(result.weights, dtype=torch.float64).flatten()
     if weights.numel() != count:
         raise ValueError(f"weighting returned {weights.numel()} weights for {count} annotated tasks")
+    if not bool(torch.isfinite(weights).all()):  # a NaN weight would spread into every gradient of the step
+        raise FloatingPointError(f"weighting returned non-finite task weights {weights.tolist()}")
     return Weighting(weights, result.loss)
 
 
@@ -166,10 +168,17 @@ def requested_parameters(request: GradientRequest, ctx: StepContext, cache: dict
             log.info("the last shared layer is %s", cache["last_shared_layer"])
         name = cache["last_shared_layer"]
     try:
-        return [ctx.model.get_submodule(name).weight]
+        weight = ctx.model.get_submodule(name).weight
     except AttributeError:
+        weight = None
+    if not isinstance(weight, nn.Parameter):  # no such module, no weight attribute, or a layer built without one
         raise ValueError(f"layer={name!r} is no module with a weight in the model; use a name from "
-                         f"model.named_modules() or layer=auto") from None
+                         f"model.named_modules() or layer=auto")
+    if all(weight is not p for p in shared):
+        raise ValueError(f"layer={name!r} is not a trainable layer of the shared backbone (a task head's or a frozen "
+                         f"layer's weight says nothing about what the tasks share); name a backbone layer or use "
+                         f"layer=auto")
+    return [weight]
 
 
 def parameter_gradients(losses: list[Tensor], params: list[nn.Parameter], loss_scale: float) -> Tensor:

@@ -430,6 +430,39 @@ def test_a_layer_name_without_a_weight_is_a_value_error(layer: str) -> None:
         weighted_backward(method, losses, ctx)
 
 
+def test_a_layer_built_without_a_weight_is_a_value_error_not_a_torch_error() -> None:
+    model = deep_model()
+    model.spare = nn.Linear(2, 2)  # not on the forward path
+    model.spare.weight = None  # nn.Module allows it; the engine must name the layer, not fail in torch
+    losses, ctx = make_step(model)
+    method = Scripted(GradientRequest("shared_layer", layer="spare"), torch.tensor([1.0, 1.0]))
+    with pytest.raises(ValueError, match="layer='spare' is no module with a weight"):
+        weighted_backward(method, losses, ctx)
+
+
+@pytest.mark.parametrize("layer, frozen", [("heads.a", False), ("backbone.0", True)])
+def test_a_layer_outside_the_trainable_shared_backbone_is_a_value_error(layer: str, frozen: bool) -> None:
+    model = deep_model()
+    if frozen:
+        model.backbone[0].weight.requires_grad_(False)
+    losses, ctx = make_step(model)
+    method = Scripted(GradientRequest("shared_layer", layer=layer), torch.tensor([1.0, 1.0]))
+    with pytest.raises(ValueError, match=f"layer='{layer}' is not a trainable layer of the shared backbone"):
+        weighted_backward(method, losses, ctx)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_a_floating_point_error(bad: float) -> None:
+    with pytest.raises(FloatingPointError, match="non-finite task weights"):
+        as_weighting([1.0, bad], 2)
+    model = deep_model()
+    losses, ctx = make_step(model)
+    method = Scripted(GradientRequest("representation"), torch.tensor([bad, 1.0]))
+    with pytest.raises(FloatingPointError):
+        weighted_backward(method, losses, ctx)
+    assert all(p.grad is None for p in model.parameters())  # nothing was applied
+
+
 class Fused(nn.Module):
     """One autograd node (an add) consumes both layers' weights, as a compiled network's fused node does."""
 
