@@ -34,6 +34,8 @@ class StudentTeacher(Method):
         separate: L_t = mean_real l + w mean_pseudo l
 
     Stored as the terms ``t`` (real part) and ``distill/t`` (pseudo part); w = 0 is no_coupling.
+    The run's ``label_smoothing`` applies to the real labels only: a teacher's target is used as it
+    comes (soft targets already carry the teacher's uncertainty, as in knowledge distillation).
 
     The frozen teachers are state of the method, run on each batch inside ``losses`` (eval mode,
     no gradient) on the rows lacking the task's label: the contract has no hook that sees the

@@ -241,3 +241,23 @@ def test_counts_are_the_global_batch_per_process(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(student_teacher, "global_count", lambda n: n.to(torch.float64))  # the other process adds 0
     shared = run_losses(with_teachers(balance=balance), *args)[0]["distill/classes"].item()
     assert alone > 0 and shared == pytest.approx(2 * alone, rel=1e-6)
+
+
+@pytest.mark.parametrize("pseudo_labels", ["soft", "hard"])
+def test_label_smoothing_leaves_the_teachers_targets_as_they_come(pseudo_labels: str) -> None:
+    """The run's label smoothing is for real labels (the task losses handed in); the pseudo term is the same under
+    any smoothing: -sum_k q_k log p_k with the teacher's q (soft) or its one-hot argmax (hard)."""
+    features = [[2.0, 0.0, -1.0], [0.5, 1.0, 0.0]]
+    student = torch.tensor([[0.3, -0.2, 0.1], [1.0, 0.0, -1.0]])
+    targets = torch.tensor([1, -1])
+    masks = torch.tensor([True, False])  # row 1 gets the teacher's label
+    method = with_teachers(pseudo_labels=pseudo_labels, balance="separate")
+    logits = {"classes": student.clone().requires_grad_()}
+    batch = Batch(torch.tensor(features)[:, :, None, None], {"classes": targets}, {"classes": masks}, torch.arange(2))
+    real = {"classes": task_loss(CLASSES, logits["classes"], targets, masks, 0.3)}
+    ctx = StepContext(None, batch, ModelOutput(torch.zeros(2, 3), logits), PROBLEM, 0, 0,  # type: ignore[arg-type]
+                      label_smoothing=0.3)
+    out = method.losses(real, ctx)
+    q = softmax(features[1]) if pseudo_labels == "soft" else [0.0, 1.0, 0.0]
+    assert out["distill/classes"].item() == pytest.approx(soft_ce(q, student[1].tolist()), rel=1e-6)
+    assert torch.equal(out["classes"], real["classes"])  # the real term keeps its smoothing
