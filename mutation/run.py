@@ -282,9 +282,13 @@ FORKSERVER = WORK / "forkserver.sock"
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def test_command(module: dict) -> str:
+def test_command(module: dict, survivors: bool = False) -> str:
+    """The pytest command a mutant of ``module`` runs: its ``tests``, and for a survivor also its ``survivor-tests``
+    (slower files that exercise the module too: a mutant the quick list misses is tried against them before it
+    counts as surviving)."""
     python = shlex.quote(sys.executable)
-    tests = " ".join(shlex.quote(t) for t in module["tests"])
+    files = [*module["tests"], *(module.get("survivor-tests", []) if survivors else [])]
+    tests = " ".join(shlex.quote(t) for t in files)
     extra = " ".join(shlex.quote(a) for a in module.get("pytest-args", []))
     # env: the copy first on the import path (also for subprocesses the tests start), and the thread counts.
     env = f"env PYTHONPATH={shlex.quote(str(TREE))} " + " ".join(f"{k}={v}" for k, v in THREADS.items())
@@ -371,7 +375,8 @@ def baseline(module: dict) -> bool:
 
 
 def recheck(module: dict, session: Path, budget: float | None, started: float) -> None:
-    """Run the surviving mutants again with the module's current test command; record the new outcome."""
+    """Run the surviving mutants again with the module's current tests and its ``survivor-tests``; record the new
+    outcome."""
     from cosmic_ray.mutating import mutate_and_test
     from cosmic_ray.work_db import use_db, WorkDB
     from cosmic_ray.work_item import TestOutcome
@@ -389,7 +394,7 @@ def recheck(module: dict, session: Path, budget: float | None, started: float) -
             for job in survivors:
                 if budget is not None and time.monotonic() - started > budget:
                     break
-                result = mutate_and_test(mutations=items[job].mutations, test_command=test_command(module),
+                result = mutate_and_test(mutations=items[job].mutations, test_command=test_command(module, True),
                                          timeout=timeout)
                 db.set_result(job, result)
                 print(f"[mutation] recheck {module['path']} {items[job].mutations[0].operator_name} "
@@ -580,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
                         recheck(module, session, budget, started)
                     remaining = None if budget is None else max(1.0, budget - (time.monotonic() - started))
                     cosmic_ray("exec", str(cfg), str(session), timeout=remaining)
+                    if module.get("survivor-tests") and not args.recheck:  # the quick list's survivors, widened
+                        recheck(module, session, budget, started)
                 finally:
                     restore(module["path"])  # whatever happened, the copy's source is the checkout's again
                     record(module["path"], time.monotonic() - started)

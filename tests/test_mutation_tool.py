@@ -179,3 +179,19 @@ def test_an_unchanged_ledger_is_not_rewritten(tmp_path, monkeypatch):
     assert run.read_ledger("pkg/m.py")["head"]["written"] != "then"
     run.write_ledger("pkg/m.py", state, [dict(rows[0], outcome="survived", diff="-a\n+b")], 6.0)
     assert run.read_ledger("pkg/m.py")["mutants"][0]["outcome"] == "survived"
+
+
+def test_survivors_are_tried_with_the_survivor_tests_too():
+    from mutation.run import test_command
+    module = {"path": "m.py", "tests": ["tests/quick.py"], "survivor-tests": ["tests/slow.py"]}
+    assert test_command(module).endswith(" tests/quick.py")
+    assert test_command(module, True).endswith(" tests/quick.py tests/slow.py")
+    assert test_command({"path": "m.py", "tests": ["tests/quick.py"]}, True).endswith(" tests/quick.py")
+
+
+def test_every_test_file_named_in_modules_toml_exists():
+    from mutation.run import load_modules
+    _, modules = load_modules()
+    named = {f for m in modules for f in [*m["tests"], *m.get("survivor-tests", [])]}
+    assert named and not sorted(f for f in named if not (REPO / f).is_file())
+    assert all((REPO / m["path"]).is_file() for m in modules)
