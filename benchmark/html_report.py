@@ -37,7 +37,8 @@ def write_page(args: argparse.Namespace) -> int:
     if args.layout != "negative-transfer" or args.curves or args.figures:
         log.info("--format html shows every layout that applies and embeds its figures; "
                  "--layout, --curves and --figures are for the other formats")
-    options = ReportOptions(spread=args.spread, test=args.test, alpha=args.alpha, per_run=args.per_run)
+    options = ReportOptions(spread=args.spread, test=args.test, alpha=args.alpha, per_run=args.per_run,
+                            adjust=args.adjust)
     source = ", ".join(args.runs) if args.runs else str(store_path(args.workdir))
     page = html_page(records, dbs, args.backbone, options, heat_maps(records, dbs, args.data_root),
                      source=source, generated=now())

@@ -52,6 +52,7 @@ def block_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layout", choices=LAYOUTS, default="negative-transfer")
     parser.add_argument("--spread", default="std")
     parser.add_argument("--test", default="ttest")
+    parser.add_argument("--adjust", default="none")
     parser.add_argument("--versus", help="--layout versus: the baseline, METHOD[:KEY=VALUE,...] (values matched as values: 1 is 1.0)")
     parser.add_argument("--out", help="figure: the path stem of the figure files (PNG + PDF)")
     return parser
@@ -81,7 +82,7 @@ def render_block(command: str) -> str:
         return f"*(no completed run in {', '.join(args.runs)} matches this block yet)*\n"
     if args.kind == "table":
         tables = build_tables(runs, args.layout, args.db or sorted({r.db for r in runs}), args.backbone,
-                              ReportOptions(spread=args.spread, test=args.test,
+                              ReportOptions(spread=args.spread, test=args.test, adjust=args.adjust,
                                             versus=Baseline.parse(args.versus) if args.versus else None))
         return render(tables, "markdown").rstrip("\n") + "\n"
     if args.kind == "figure":

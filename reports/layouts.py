@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from reports.compare import Block, Column, Variant, build_blocks, column_stat
 from reports.negative_transfer import negative_transfer
 from reports.spec import ANY, EXPECTED_VALUES, LAYOUT_ROWS, METRIC_LABELS, SINGLE_TASK, TASK_ROLES, RowSpec, matches
-from reports.stats import SPREADS, TESTS, Stat
-from reports.table import Cell, ReportOptions, Row, Table, legend
+from reports.stats import ADJUSTMENTS, SPREADS, TESTS, Stat
+from reports.table import Cell, ReportOptions, Row, Table, adjust_p_values, legend
 from reports.versus import versus
 from results import RunRecord
 
@@ -38,8 +38,9 @@ def build_tables(records: Iterable[RunRecord], layout: str, dbs: Iterable[str] |
     """The tables of ``layout`` for ``dbs`` (default: every db in ``records``); ``versus`` needs ``options.versus``."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {list(LAYOUTS)}")
-    if options.spread not in SPREADS or options.test not in TESTS:
-        raise ValueError(f"spread must be one of {list(SPREADS)} and test one of {list(TESTS)}")
+    if options.spread not in SPREADS or options.test not in TESTS or options.adjust not in ADJUSTMENTS:
+        raise ValueError(f"spread must be one of {list(SPREADS)}, test one of {list(TESTS)} and adjust one of "
+                         f"{list(ADJUSTMENTS)}")
     blocks = build_blocks(records, dbs, backbone)
     if not blocks:
         what = ", ".join(dbs) if dbs else "any db"
@@ -56,8 +57,9 @@ def build_tables(records: Iterable[RunRecord], layout: str, dbs: Iterable[str] |
         for i, t in enumerate(tables):  # one db under several protocols: keep LaTeX labels unique
             if [u.name for u in tables].count(t.name) > 1:
                 t.name += f"_{i + 1}"
-        return tables
-    return [{"table2": table2, "table3": table3, "table4": table4, "table5": table5}[layout](blocks, options)]
+    else:
+        tables = [{"table2": table2, "table3": table3, "table4": table4, "table5": table5}[layout](blocks, options)]
+    return [adjust_p_values(t, options.adjust) for t in tables]
 
 
 def without_baseline(blocks: list[Block], options: ReportOptions) -> list[Block]:

@@ -29,6 +29,11 @@ TESTS: dict[str, str] = {
     "wilcoxon": "two-sided Wilcoxon signed-rank test (scipy.stats.wilcoxon)",
 }
 MIN_PAIRS = 3
+#: ``--adjust``: how a table's p-values are corrected for testing many cells at once.
+ADJUSTMENTS: dict[str, str] = {
+    "none": "not adjusted for the number of tests",
+    "holm": "Holm-adjusted (Holm, Scand. J. Statist. 1979) over every tested cell of the table",
+}
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,22 @@ def paired_test(deltas: tuple[float, ...] | list[float], test: str = "ttest",
         else:
             p = scipy_stats.wilcoxon(list(deltas)).pvalue
     return (float(p), "") if math.isfinite(p) else (None, "paired test undefined")
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (Holm, 1979), in the order given.
+
+    With the m p-values sorted ascending, p_(i) (i = 1..m) becomes max over j <= i of min(1, (m - j + 1) p_(j)):
+    rejecting where the adjusted value is below alpha controls the family-wise error rate at alpha, under any
+    dependence between the tests.
+    """
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [0.0] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 def relative_difference(value: float, reference: float, higher_is_better: bool) -> float | None:

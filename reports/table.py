@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reports.spec import Baseline
-from reports.stats import MIN_PAIRS, SPREADS, TESTS, Stat
+from reports.stats import ADJUSTMENTS, MIN_PAIRS, SPREADS, TESTS, Stat, holm
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,8 @@ class ReportOptions:
         alpha: level below which a cell gets the significance marker.
         per_run: negative-transfer table with one row per run instead of per method.
         versus: the ``versus`` layout's baseline, the variant every other is compared with.
+        adjust: multiple-testing adjustment of each table's p-values, a key of ``reports.stats.ADJUSTMENTS``
+            (default ``none``, the per-cell test; ``holm`` controls the family-wise error over the table).
     """
 
     spread: str = "std"
@@ -97,6 +99,31 @@ class ReportOptions:
     alpha: float = 0.05
     per_run: bool = False
     versus: Baseline | None = None
+    adjust: str = "none"
+
+
+def adjust_p_values(table: Table, adjust: str) -> Table:
+    """``table`` with the p-values of its tested cells adjusted together (``reports.stats.ADJUSTMENTS``) and a
+    caption sentence saying how and over how many tests; ``none`` or a table without a test leaves it as it is.
+
+    The family is every cell of the table that carries a p-value (every column, Δm included): a table is what a
+    reader scans for markers, so it is what the family-wise error is controlled over.
+    """
+    if adjust not in ADJUSTMENTS:
+        raise ValueError(f"unknown p-value adjustment {adjust!r}; choose one of {list(ADJUSTMENTS)}")
+    tested = [s.p_value for row in table.rows for c in row.cells for s in c.stats if s.p_value is not None]
+    if adjust == "none" or not tested:
+        return table
+    adjusted = iter(holm(tested))
+
+    def cell(c: Cell) -> Cell:
+        stats = tuple(replace(s, p_value=next(adjusted)) if s.p_value is not None else s for s in c.stats)
+        return replace(c, stats=stats)
+
+    rows = [Row([cell(c) for c in row.cells], row.section, row.method) for row in table.rows]
+    legend = table.legend + [f"p-values {ADJUSTMENTS[adjust]} ({len(tested)} tests): a marked cell is significant "
+                             f"with the family-wise error rate held at the level."]
+    return replace(table, rows=rows, legend=legend)
 
 
 def legend(cross_validated: bool, options: ReportOptions, delta: bool) -> list[str]:

@@ -35,6 +35,9 @@ def add_arguments(rep: argparse.ArgumentParser) -> None:
     rep.add_argument("--test", choices=["ttest", "wilcoxon"], default="ttest",
                      help="paired test vs single-task (--layout versus: vs the baseline)")
     rep.add_argument("--alpha", type=float, default=0.05, help="level of the significance marker")
+    rep.add_argument("--adjust", choices=["none", "holm"], default="none",
+                     help="multiple-testing adjustment of each table's p-values (holm: family-wise error over the "
+                          "table's tested cells); default: %(default)s")
     rep.add_argument("--per-run", action="store_true", help="negative-transfer rows per run, not per method")
     rep.add_argument("--figures", action="store_true", help="also draw figures (PNG + PDF; --out or WORKDIR/figures)")
     rep.add_argument("--curves", nargs="+", metavar="RUN_ID", help="runs (id prefixes) for the training curves")
@@ -69,7 +72,7 @@ def handle(args: argparse.Namespace) -> int:
         raise ValueError(f"no completed run of {what}{f' with backbone {args.backbone}' if args.backbone else ''} "
                          f"in {where}; train some with 'python -m benchmark run --db ... --method ...'")
     options = ReportOptions(spread=args.spread, test=args.test, alpha=args.alpha, per_run=args.per_run,
-                            versus=versus_baseline(args.versus) if args.versus else None)
+                            versus=versus_baseline(args.versus) if args.versus else None, adjust=args.adjust)
     tables = build_tables(records, args.layout, dbs, args.backbone, options)
     text = render(tables, args.format)
     print(text, end="")
