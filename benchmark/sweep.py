@@ -42,11 +42,14 @@ log = logging.getLogger(__name__)
 #: Loggers of a single run (epochs, linked runs, methods' setup), quieted to warnings during a sweep.
 QUIET_LOGGERS = ("benchmark.train", "benchmark.runner", "methods")
 
-def build_plan(path: Path, grid: list[GridRun], store: ResultsStore | None, workdir: str | Path, force: bool) -> Plan:
+def build_plan(path: Path, grid: list[GridRun], store: ResultsStore | None, workdir: str | Path, force: bool,
+               retrain_missing_weights: bool = False) -> Plan:
     """Add the grid's dependencies (recursively, as one run graph), order them first and decide each run's action.
 
     ``store`` None (a dry run before any store exists) plans every run to train.
     ``force`` retrains the grid's own runs, never a dependency that is not itself in the grid.
+    ``retrain_missing_weights`` trains a completed run again when a run to train needs its weights file and
+    it is missing (a store imported from an export, which carries no weights); without it that is an error.
     Raises :class:`ExperimentError` when a method's dependencies cannot be made, depend on each
     other in a cycle, or a completed dependency's weights file is missing.
     """
@@ -66,7 +69,7 @@ def build_plan(path: Path, grid: list[GridRun], store: ResultsStore | None, work
     plan = Plan(path, nodes, graph)
     for node in plan.nodes:
         node.action = decide(node, store, force)
-    check_weights(plan, workdir)
+    check_weights(plan, workdir, retrain_missing_weights)
     return plan
 
 
@@ -109,20 +112,33 @@ def decide(node: Node, store: ResultsStore | None, force: bool) -> str:
     return RUN
 
 
-def check_weights(plan: Plan, workdir: str | Path) -> None:
-    """Every completed run that a run to train builds on must have its weights file (the runner loads it)."""
-    missing = {}
+def check_weights(plan: Plan, workdir: str | Path, retrain: bool = False) -> None:
+    """Every completed run that a run to train builds on must have its weights file (the runner loads it); with
+    ``retrain``, one that lacks it is planned to train again (same config, same run id) instead. The closure is
+    transitive, so a retrained run's own dependencies were checked with it."""
+    missing = missing_weights(plan, workdir)
+    if missing:
+        if not retrain:
+            lines = "\n".join(f"  - run {d.run_id} ({d.cfg.describe()}), needed by {n.cfg.describe()}: "
+                              f"{model_path(workdir, d.run_id)} is missing" for d, n in missing.values())
+            raise ExperimentError(f"{plan.path}: completed runs without their weights file, nothing was run:\n"
+                                  f"{lines}\nCopy the files from the machine that trained them, or sweep again with "
+                                  f"--retrain-missing-weights to train those runs again (same configs and run ids).")
+        for dep, needed_by in missing.values():
+            dep.action, dep.retrain = RUN, True
+            log.info("run %s (%s) is completed but %s is missing: training it again for %s", dep.run_id,
+                     short(dep.cfg), model_path(workdir, dep.run_id), short(needed_by.cfg))
+
+
+def missing_weights(plan: Plan, workdir: str | Path) -> dict[str, tuple[Node, Node]]:
+    """The completed runs whose weights file is missing and that a run to train builds on, each with one such run."""
+    missing: dict[str, tuple[Node, Node]] = {}
     for node in plan.nodes:
         if node.action != DONE:
             for dep in plan.closure(node):
                 if dep.action == DONE and not model_path(workdir, dep.run_id).is_file():
                     missing.setdefault(dep.run_id, (dep, node))
-    if missing:
-        lines = "\n".join(f"  - run {d.run_id} ({d.cfg.describe()}), needed by {n.cfg.describe()}: "
-                          f"{model_path(workdir, d.run_id)} is missing" for d, n in missing.values())
-        raise ExperimentError(f"{plan.path}: completed runs without their weights file, nothing was run:\n{lines}\n"
-                              f"Copy the files from the machine that trained them, or retrain those runs "
-                              f"('python -m benchmark run ... --force' with their method and options).")
+    return missing
 
 
 # ----- running the plan -------------------------------------------------------------------------
@@ -242,7 +258,7 @@ def plan_table(plan: Plan) -> str:
     rows = []
     for i, n in enumerate(plan.nodes, 1):
         options = changed_options(n.cfg)
-        rows.append([i, state[n.action], "grid" if n.in_grid else "dependency", n.run_id,
+        rows.append([i, "to retrain (weights missing)" if n.retrain else state[n.action], "grid" if n.in_grid else "dependency", n.run_id,
                      n.cfg.method + (f" [{options}]" if options else ""), n.cfg.db, n.cfg.backbone, n.cfg.seed,
                      "" if n.cfg.fold is None else n.cfg.fold, " ".join(n.needs)])
     table = tabulate(rows, headers=["#", "state", "role", "run_id", "method", "db", "backbone", "seed", "fold",
@@ -320,13 +336,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     grid = expand(experiment, parse_data_roots(args.data_root))
     if args.dry_run:
         store = ResultsStore(store_path(args.workdir), create=False) if store_path(args.workdir).is_file() else None
-        print(plan_table(build_plan(experiment.path, grid, store, args.workdir, args.force)))
+        print(plan_table(build_plan(experiment.path, grid, store, args.workdir, args.force,
+                                    args.retrain_missing_weights)))
         if store is not None:
             store.close()
         return 0
     check_grid_data(grid, args.workdir, args.force, progress=not args.quiet)  # before the store exists or a run starts
     with ResultsStore(store_path(args.workdir)) as store:
-        plan = build_plan(experiment.path, grid, store, args.workdir, args.force)
+        plan = build_plan(experiment.path, grid, store, args.workdir, args.force, args.retrain_missing_weights)
         log.info("%s: %d grid runs + %d dependencies; %d done, %d to run, %d to resume", experiment.path,
                  sum(n.in_grid for n in plan.nodes), sum(not n.in_grid for n in plan.nodes), plan.count(DONE),
                  plan.count(RUN), plan.count(RESUME))

@@ -99,7 +99,7 @@ class InProcessBackend:
             if node.db not in self.dbs:
                 self.dbs[node.db] = node.db.open()
             record = train_node(node.cfg, self.dbs[node.db], self.store, self.device, self.workdir,
-                                force=self.force and node.in_grid, resume=node.action == RESUME,
+                                force=node.forced(self.force), resume=node.action == RESUME,
                                 options=self.options)
             future.set_result(outcome_of(record))
         except Exception as exc:  # the runner stored it failed (if it got that far); the sweep goes on
@@ -173,7 +173,7 @@ class ProcessBackend:
                                    initializer=worker_init, initargs=(threads, level))
 
     def submit(self, node: Node, closure: list[Node]) -> Future:
-        job = WorkerJob(node.cfg, node.db, self.workdir, self.device, self.force and node.in_grid,
+        job = WorkerJob(node.cfg, node.db, self.workdir, self.device, node.forced(self.force),
                         node.action == RESUME, self.options)
         try:
             return self.pool.submit(worker_run, job)

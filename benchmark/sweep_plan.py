@@ -29,6 +29,7 @@ class Node:
     sources: list[str]
     needs: list[str]
     action: str = RUN
+    retrain: bool = False  # a completed run trained again because a run to train needs its missing weights file
 
     @property
     def run_id(self) -> str:
@@ -37,6 +38,11 @@ class Node:
     @property
     def in_grid(self) -> bool:
         return bool(self.sources)
+
+    def forced(self, force: bool) -> bool:
+        """Whether the runner trains this run again over a completed one: the grid's own runs under ``--force``,
+        and a dependency retrained for its weights (``--retrain-missing-weights``)."""
+        return (force and self.in_grid) or self.retrain
 
 
 @dataclass

@@ -114,7 +114,7 @@ class RayBackend:
     def submit(self, node: Node, closure: list[Node]) -> Future:
         records = tuple(self.dependency_record(d) for d in closure)
         refs = [self.weights_ref(d.run_id) for d in closure]
-        return self.task.remote(RayJob(node.cfg, node.db, node.in_grid, records, self.options), *refs).future()
+        return self.task.remote(RayJob(node.cfg, node.db, node.in_grid or node.retrain, records, self.options), *refs).future()
 
     def dependency_record(self, node: Node) -> dict[str, Any]:
         """The stored record of a completed run another run builds on, to ship with the task."""

@@ -273,3 +273,38 @@ def test_an_entry_not_in_the_file_is_an_error_naming_the_files_entries(tmp_path,
     name = "mgda_ub" if flag == "--methods" else "vgg16"
     assert sweep(tmp_path, "--dry-run", flag, name, text=TWO_BACKBONES) != 0
     assert message in capsys.readouterr().err
+
+
+def test_retrain_missing_weights_trains_the_teacher_again_and_reproduces_it(tmp_path, monkeypatch, capsys):
+    """A store imported from an export has runs but no weights: the sweep names them and stops, or with
+    --retrain-missing-weights trains them again under the same run id, to the same numbers on this machine."""
+    assert sweep(tmp_path) == 0
+    store = ResultsStore(tmp_path / "w" / "results.sqlite")
+    teachers = {r.run_id: r for r in store.runs(method="single_task")}
+    (student,) = store.runs(method="student_teacher")
+    lost = next(iter(teachers))
+    model_path(tmp_path / "w", lost).unlink()
+    assert sweep(tmp_path) == 0  # nothing to train: a completed run needs no weights of its teachers
+    capsys.readouterr()
+    assert sweep(tmp_path, "--force", "--methods", "student_teacher") == 2
+    err = capsys.readouterr().err
+    assert f"run {lost} (" in err and "sweep again with --retrain-missing-weights" in err
+    assert sweep(tmp_path, "--dry-run", "--force", "--methods", "student_teacher", "--retrain-missing-weights") == 0
+    table = capsys.readouterr().out
+    states = {line.split("|")[4].strip(): line.split("|")[2].strip() for line in table.splitlines()
+              if line.count("|") > 5}
+    assert states[lost] == "to retrain (weights missing)" and states[student.run_id] == "to run"
+    assert [state for run_id, state in states.items() if run_id in teachers and run_id != lost] == ["done"]
+    calls = []
+
+    def recording(cfg, *args, **kwargs):
+        calls.append((cfg.run_id, kwargs["force"]))
+        return execute(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_backends, "execute", recording)
+    assert sweep(tmp_path, "--force", "--methods", "student_teacher", "--retrain-missing-weights") == 0
+    assert calls == [(lost, True), (student.run_id, True)]  # the other teacher kept its weights and is not retrained
+    assert model_path(tmp_path / "w", lost).is_file()
+    again = store.get(lost)
+    assert again.finished_at != teachers[lost].finished_at
+    assert again.metrics == teachers[lost].metrics and again.best_epoch == teachers[lost].best_epoch

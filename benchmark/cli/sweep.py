@@ -20,6 +20,9 @@ def add_arguments(sw: argparse.ArgumentParser) -> None:
                     help="data root of a db, over the file's data_root (repeatable)")
     add_device(sw, scope="local")
     sw.add_argument("--force", action="store_true", help="train the grid's runs again even if completed")
+    sw.add_argument("--retrain-missing-weights", action="store_true",
+                    help="train a completed run again when a run to train builds on it and its weights file is "
+                         "missing (a store imported from an export); without it the sweep stops and names them")
     sw.add_argument("--methods", nargs="+", metavar="NAME", help="only the file's method entries of these names "
                     "(their dependencies too); a later full sweep skips what completed")
     sw.add_argument("--backbones", nargs="+", metavar="NAME", help="only the file's backbone entries of these names; "
