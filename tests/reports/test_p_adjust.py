@@ -20,7 +20,7 @@ from tests.reports.test_versus import report, runs_file, versus_records  # noqa:
 def test_holm_by_hand():
     # sorted: .005 x 4 = .02; .01 x 3 = .03; .03 x 2 = .06; .04 x 1 = .04 -> stays .06 (step-down is monotone)
     assert holm([.01, .04, .03, .005]) == pytest.approx([.03, .06, .06, .02])
-    assert holm([.5, .9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([.6, .9]) == pytest.approx([1.0, 1.0])  # 2 x .6 = 1.2, capped at 1
     assert holm([.02]) == pytest.approx([.02]) and holm([]) == []
 
 
