@@ -70,8 +70,9 @@ def load_runs(files: Sequence[str]) -> list[RunRecord]:
     return list(runs.values())
 
 
-def render_block(command: str) -> str:
-    """The Markdown a marker's command makes (ending with a newline)."""
+def render_block(command: str, draw: bool = True) -> str:
+    """The Markdown a marker's command makes (ending with a newline); ``draw`` False links a figure without
+    drawing it (``--check`` writes nothing)."""
     try:
         args = block_parser().parse_args(shlex.split(command))
     except (argparse.ArgumentError, SystemExit) as exc:
@@ -86,11 +87,11 @@ def render_block(command: str) -> str:
                                             versus=Baseline.parse(args.versus) if args.versus else None))
         return render(tables, "markdown").rstrip("\n") + "\n"
     if args.kind == "figure":
-        return figure_links(runs, args)
+        return figure_links(runs, args, draw)
     return run_summary(runs)
 
 
-def figure_links(runs: list[RunRecord], args: argparse.Namespace) -> str:
+def figure_links(runs: list[RunRecord], args: argparse.Namespace, draw: bool = True) -> str:
     """Draw the relative-difference figure of each block and link its PNG."""
     from reports.figures import relative_difference_figure
 
@@ -99,8 +100,8 @@ def figure_links(runs: list[RunRecord], args: argparse.Namespace) -> str:
     lines = []
     for i, block in enumerate(build_blocks(runs, args.db, args.backbone)):
         stem = Path(f"{args.out}_{i}" if i else args.out)
-        paths = relative_difference_figure(block, stem, args.spread)
-        png = next(p for p in paths if p.suffix == ".png")
+        png = (next(p for p in relative_difference_figure(block, stem, args.spread) if p.suffix == ".png") if draw
+               else stem.with_suffix(".png"))
         lines.append(f"![{block.db} / {block.label}: difference to single-task]({png.relative_to('docs')})"
                      if png.parts[0] == "docs" else f"![{block.db} / {block.label}]({png})")
     return "\n".join(lines) + "\n"
@@ -128,9 +129,9 @@ def run_summary(runs: list[RunRecord]) -> str:
     return "\n".join(rows) + f"\n\n{len(runs)} runs, {total / 3600:.1f} h of training in all.\n"
 
 
-def refresh(text: str) -> str:
-    """``text`` with every generated block re-rendered."""
-    return BLOCK.sub(lambda m: m.group(1) + render_block(m.group("command")) + m.group(4), text)
+def refresh(text: str, draw: bool = True) -> str:
+    """``text`` with every generated block re-rendered (its figures drawn unless ``draw`` is False)."""
+    return BLOCK.sub(lambda m: m.group(1) + render_block(m.group("command"), draw) + m.group(4), text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in args.page:
         path = Path(name)
         old = path.read_text()
-        new = refresh(old)
+        new = refresh(old, draw=not args.check)
         if new != old:
             stale.append(name)
             if not args.check:

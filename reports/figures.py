@@ -32,12 +32,15 @@ FORMATS = ("png", "pdf")
 
 
 def save(fig: Figure, stem: Path) -> list[Path]:
-    """Write ``fig`` as ``stem.png`` (150 dpi) and ``stem.pdf``; returns the paths."""
+    """Write ``fig`` as ``stem.png`` (150 dpi) and ``stem.pdf``; returns the paths.
+
+    The PDF carries no creation date, so redrawing an unchanged figure leaves its file byte for byte as it was
+    (a committed figure changes only when what it shows does)."""
     FigureCanvasAgg(fig)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(f".{fmt}") for fmt in FORMATS]
     for path in paths:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+        fig.savefig(path, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if path.suffix == ".pdf" else None)
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
 

@@ -101,3 +101,23 @@ def test_a_malformed_versus_names_what_is_wrong(spec, message):
     with pytest.raises(ValueError, match=message):
         Baseline.parse(spec)
     assert Baseline.parse("dmsca: lambda_dm = 1.0 ,").options == (("lambda_dm", "1.0"),)
+
+
+def test_check_draws_no_figure_and_a_redrawn_figure_is_byte_for_byte_the_same(page, monkeypatch):
+    """``--check`` writes nothing, figures included; an unchanged figure redrawn leaves its files as they were
+    (the PDF carries no creation date), so re-rendering a page does not touch committed figures."""
+    page.write_text(page.read_text() + "\n<!-- mtlbench: figure --runs toy.jsonl --db toy --out figs/toy -->\n"
+                    "<!-- /mtlbench -->\n")
+    assert main([str(page), "--check"]) == 1
+    assert not (page.parent / "figs").exists()
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")  # what matplotlib would stamp as the creation date
+    assert main([str(page)]) == 0
+    assert "![toy / " in page.read_text() and "(figs/toy.png)" in page.read_text()
+    files = {p.name: p.read_bytes() for p in (page.parent / "figs").iterdir()}
+    assert set(files) == {"toy.png", "toy.pdf"}
+    assert main([str(page), "--check"]) == 0  # the link a check computes is the one the drawing wrote
+    for p in (page.parent / "figs").iterdir():
+        p.unlink()
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")  # a day later
+    assert main([str(page)]) == 0
+    assert {p.name: p.read_bytes() for p in (page.parent / "figs").iterdir()} == files
