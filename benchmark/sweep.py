@@ -70,6 +70,9 @@ def build_plan(path: Path, grid: list[GridRun], store: ResultsStore | None, work
     for node in plan.nodes:
         node.action = decide(node, store, force)
     check_weights(plan, workdir, retrain_missing_weights)
+    for node in plan.nodes:
+        if node.retrain and store is not None:
+            node.replaced = store.get(node.run_id)  # to say, once retrained, whether its numbers moved
     return plan
 
 
@@ -357,5 +360,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         finally:
             progress.close()
             backend.close()
-    print(summary.text())
+        retrained = retrain_comparison(plan, store)
+    print("\n".join([summary.text(), *retrained]))
     return 0 if summary.ok else 1
+
+
+def retrain_comparison(plan: Plan, store: ResultsStore) -> list[str]:
+    """For each run retrained for its missing weights: whether its test metrics equal those of the record it
+    replaced (an imported record may come from another kind of machine, where rounding moves a run)."""
+    lines = []
+    for node in plan.nodes:
+        new = store.get(node.run_id) if node.retrain and node.replaced is not None else None
+        if new is None or new.status != COMPLETED:
+            continue
+        before = {(m.task, m.metric): m.value for m in node.replaced.metrics if m.split == "test"}
+        after = {(m.task, m.metric): m.value for m in new.metrics if m.split == "test"}
+        moved = {k: after[k] - before[k] for k in before.keys() & after.keys() if after[k] != before[k]}
+        if not moved and before.keys() == after.keys():
+            lines.append(f"  retrained {node.run_id} ({short(node.cfg)}): test metrics identical to the record it "
+                         f"replaced (best epoch {new.best_epoch})")
+            continue
+        (task, metric), delta = max(moved.items(), key=lambda kv: abs(kv[1])) if moved else ((None, None), 0.0)
+        lines.append(f"  retrained {node.run_id} ({short(node.cfg)}): test metrics differ from the record it "
+                     f"replaced" + (f", most in {task} {metric} ({before[(task, metric)]:.4f} -> "
+                                    f"{after[(task, metric)]:.4f})" if moved else "")
+                     + f"; best epoch {node.replaced.best_epoch} -> {new.best_epoch}")
+    return lines

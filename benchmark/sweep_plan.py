@@ -14,6 +14,7 @@ from typing import Protocol
 from benchmark.config import RunConfig
 from benchmark.grid import DbSpec
 from benchmark.run_graph import RunGraph
+from results import RunRecord
 
 #: What a sweep does with a run: nothing (completed in the store), train it, or resume an unfinished one.
 DONE, RUN, RESUME = "done", "run", "resume"
@@ -30,6 +31,7 @@ class Node:
     needs: list[str]
     action: str = RUN
     retrain: bool = False  # a completed run trained again because a run to train needs its missing weights file
+    replaced: RunRecord | None = field(default=None, repr=False)  # the stored record a retrain replaces
 
     @property
     def run_id(self) -> str:

@@ -47,7 +47,7 @@ def _tooltip(cell: Cell, table: Table) -> str:
         if s.deltas:
             text += f", {s.n_pairs} paired with single-task, mean difference {s.delta:+.4f}"
         if s.p_value is not None:
-            text += f", p={s.p_value:.3g}"
+            text += f", p={s.p_value:.3g}" + ("" if table.p_adjust == "none" else f" ({table.p_adjust}-adjusted)")
         parts.append(text)
     return "; ".join(parts)
 

@@ -156,7 +156,7 @@ def to_latex(table: Table) -> str:
 
 
 LONG_FIELDS = ["column", "part", "task", "metric", "mean", "spread", "spread_kind", "n", "delta", "n_pairs",
-               "p_value", "worse_than_single_task", "significant", "notes"]
+               "p_value", "p_adjust", "worse_than_single_task", "significant", "notes"]
 
 
 def long_records(table: Table) -> list[dict[str, Any]]:
@@ -170,7 +170,7 @@ def long_records(table: Table) -> list[dict[str, Any]]:
                 records.append({"table": table.name, **labels, "column": headers[i], "part": part, "task": s.task,
                                 "metric": s.metric, "mean": s.mean, "spread": s.spread(table.spread),
                                 "spread_kind": table.spread, "n": s.n, "delta": s.delta, "n_pairs": s.n_pairs,
-                                "p_value": s.p_value, "worse_than_single_task": s.worse,
+                                "p_value": s.p_value, "p_adjust": table.p_adjust, "worse_than_single_task": s.worse,
                                 "significant": s.significant(table.alpha), "notes": "; ".join(s.notes + cell.notes)})
     return records
 

@@ -130,6 +130,8 @@ def holm(p_values: list[float]) -> list[float]:
     rejecting where the adjusted value is below alpha controls the family-wise error rate at alpha, under any
     dependence between the tests.
     """
+    if any(not 0.0 <= p <= 1.0 for p in p_values):  # NaN fails both comparisons
+        raise ValueError(f"p-values must lie in [0, 1]; got {[p for p in p_values if not 0.0 <= p <= 1.0]}")
     order = sorted(range(len(p_values)), key=lambda i: p_values[i])
     adjusted = [0.0] * len(p_values)
     running = 0.0

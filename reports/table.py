@@ -59,6 +59,7 @@ class Table:
     show_delta: bool = False
     spread: str = "std"
     alpha: float = 0.05
+    p_adjust: str = "none"  # how the p-values were adjusted (reports.stats.ADJUSTMENTS); CSV/JSON carry it per value
 
     def stats(self) -> list[Stat]:
         return [s for row in self.rows for cell in row.cells for s in cell.stats if s.values]
@@ -106,8 +107,10 @@ def adjust_p_values(table: Table, adjust: str) -> Table:
     """``table`` with the p-values of its tested cells adjusted together (``reports.stats.ADJUSTMENTS``) and a
     caption sentence saying how and over how many tests; ``none`` or a table without a test leaves it as it is.
 
-    The family is every cell of the table that carries a p-value (every column, Δm included): a table is what a
-    reader scans for markers, so it is what the family-wise error is controlled over.
+    The family is every cell of the table that carries a p-value (every row and column, Δm and a reference row
+    such as no_coupling's included): a table is what a reader scans for markers, so it is what the family-wise
+    error is controlled over. It grows with the rows a table shows, so the same cell can lose its marker in a
+    table that holds more rows.
     """
     if adjust not in ADJUSTMENTS:
         raise ValueError(f"unknown p-value adjustment {adjust!r}; choose one of {list(ADJUSTMENTS)}")
@@ -120,10 +123,10 @@ def adjust_p_values(table: Table, adjust: str) -> Table:
         stats = tuple(replace(s, p_value=next(adjusted)) if s.p_value is not None else s for s in c.stats)
         return replace(c, stats=stats)
 
-    rows = [Row([cell(c) for c in row.cells], row.section, row.method) for row in table.rows]
+    rows = [replace(row, cells=[cell(c) for c in row.cells]) for row in table.rows]
     legend = table.legend + [f"p-values {ADJUSTMENTS[adjust]} ({len(tested)} tests): a marked cell is significant "
-                             f"with the family-wise error rate held at the level."]
-    return replace(table, rows=rows, legend=legend)
+                             f"with the family-wise error rate held at {table.alpha:g}."]
+    return replace(table, rows=rows, legend=legend, p_adjust=adjust)
 
 
 def legend(cross_validated: bool, options: ReportOptions, delta: bool) -> list[str]:

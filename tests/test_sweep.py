@@ -302,9 +302,35 @@ def test_retrain_missing_weights_trains_the_teacher_again_and_reproduces_it(tmp_
         return execute(cfg, *args, **kwargs)
 
     monkeypatch.setattr(sweep_backends, "execute", recording)
+    capsys.readouterr()
     assert sweep(tmp_path, "--force", "--methods", "student_teacher", "--retrain-missing-weights") == 0
     assert calls == [(lost, True), (student.run_id, True)]  # the other teacher kept its weights and is not retrained
+    assert f"retrained {lost} (single_task" in (out := capsys.readouterr().out)
+    assert "test metrics identical to the record it replaced" in out
     assert model_path(tmp_path / "w", lost).is_file()
     again = store.get(lost)
     assert again.finished_at != teachers[lost].finished_at
     assert again.metrics == teachers[lost].metrics and again.best_epoch == teachers[lost].best_epoch
+
+
+def test_each_backend_forces_exactly_the_grid_runs_under_force_and_the_retrained_ones():
+    cfg = tiny_config("no_coupling")
+    grid, dep, retrained = (Node(cfg, None, ["grid"], []), Node(cfg, None, [], []),
+                            Node(cfg, None, [], [], RUN, retrain=True))
+    assert [n.forced(False) for n in (grid, dep, retrained)] == [False, False, True]
+    assert [n.forced(True) for n in (grid, dep, retrained)] == [True, False, True]
+
+    class Pool:
+        def __init__(self):
+            self.jobs = []
+
+        def submit(self, fn, job):
+            self.jobs.append(job)
+            return Future()
+
+    backend = sweep_backends.ProcessBackend.__new__(sweep_backends.ProcessBackend)
+    backend.workdir, backend.device, backend.force, backend.options = "w", "cpu", False, None
+    backend.pool = Pool()
+    for node in (grid, dep, retrained):
+        backend.submit(node, [])
+    assert [job.force for job in backend.pool.jobs] == [False, False, True]

@@ -211,8 +211,10 @@ def test_inputs_reach_the_device_in_the_networks_memory_format(tiny_db, channels
     images = tr.on_device(batch).inputs
     assert seen == [{"non_blocking": True}]
     assert images.is_contiguous() is (not channels_last)
-    flat = dataclasses.replace(batch, inputs=torch.randn(8, 5))  # not an image batch: left as it is
-    assert tr.on_device(flat).inputs.shape == (8, 5)
+    features = torch.randn(8, 5)
+    flat = dataclasses.replace(batch, inputs=features)  # not an image batch: no memory format to convert to
+    moved = tr.on_device(flat).inputs
+    assert torch.equal(moved, features) and moved.is_contiguous()
 
 
 def test_steps_clear_gradients_to_none(tiny_db, monkeypatch):

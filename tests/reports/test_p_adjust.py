@@ -6,12 +6,11 @@ rate over the table at the level.
 """
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
 from reports import Baseline, ReportOptions, build_tables, render
 from reports.docpage import render_block
+from reports.html_tables import _tooltip
 from reports.stats import Stat, holm
 from reports.table import Cell, Row, Table, adjust_p_values
 from tests.reports.test_versus import report, runs_file, versus_records  # noqa: F401 (fixture)
@@ -24,16 +23,29 @@ def test_holm_by_hand():
     assert holm([.02]) == pytest.approx([.02]) and holm([]) == []
 
 
-@pytest.mark.parametrize("p", [[.001, .2, .04, .04, .7], [.3, .01, .02, .5, .049, .9]])
-def test_holm_is_the_closed_form_of_its_definition(p):
-    """adjusted p_(i) = max_{j<=i} min(1, (m - j + 1) p_(j)) over the sorted values, checked by brute force."""
-    m = len(p)
-    ranked = sorted(p)
-    for i, value in enumerate(p):
-        rank = max(j for j, v in enumerate(ranked) if v == value)  # ties: the largest rank gives the same max
-        expected = max(min(1.0, (m - j) * ranked[j]) for j in range(rank + 1))
-        assert holm(p)[i] == pytest.approx(expected)
-    assert all(a >= b for a, b in zip(holm(p), p))
+def step_down_rejects(p: list[float], alpha: float) -> list[bool]:
+    """Holm's procedure as he states it: walk the p-values from the smallest, rejecting H_(j) while
+    p_(j) <= alpha / (m - j + 1) (j from 1), and stop at the first that is not."""
+    m, rejected = len(p), [False] * len(p)
+    for j, i in enumerate(sorted(range(m), key=lambda k: p[k])):
+        if p[i] > alpha / (m - j):
+            break
+        rejected[i] = True
+    return rejected
+
+
+@pytest.mark.parametrize("p", [[.001, .2, .04, .04, .7], [.3, .01, .02, .5, .049, .9], [.012, .013, .011, .6]])
+@pytest.mark.parametrize("alpha", [.01, .025, .05, .1, .2])
+def test_an_adjusted_p_value_is_below_alpha_exactly_where_the_step_down_procedure_rejects(p, alpha):
+    assert [a <= alpha for a in holm(p)] == step_down_rejects(p, alpha)
+    assert all(a >= raw for a, raw in zip(holm(p), p))
+
+
+def test_holm_refuses_what_is_not_a_p_value():
+    with pytest.raises(ValueError, match="p-values must lie in \\[0, 1\\]"):
+        holm([.01, float("nan")])
+    with pytest.raises(ValueError, match="1.5"):
+        holm([1.5])
 
 
 def p_values_of(table) -> list[float]:
@@ -50,6 +62,11 @@ def test_a_table_adjusts_every_tested_cell_together(layout, baseline):
     assert held.legend[:len(plain.legend)] == plain.legend
     assert held.legend[-1].startswith(f"p-values Holm-adjusted (Holm, Scand. J. Statist. 1979) over every tested "
                                       f"cell of the table ({len(raw)} tests)")
+    assert held.legend[-1].endswith("with the family-wise error rate held at 0.05.")
+    assert (plain.p_adjust, held.p_adjust) == ("none", "holm")
+    for fmt in ("csv", "json"):  # no caption there: each value says how its p-value was adjusted
+        assert "p_adjust" in render([held], fmt) and "holm" in render([held], fmt)
+        assert "holm" not in render([plain], fmt)
     # the values, differences and untested cells are those of the plain table
     for a, b in zip(plain.rows, held.rows):
         for ca, cb in zip(a.cells, b.cells):
@@ -67,6 +84,8 @@ def test_adjusting_removes_a_marker_the_per_cell_test_gave():
     assert [s.significant(.05) for s in held.stats()] == [True, False, False]
     assert render([plain], "markdown").count(" *") == 3 and render([held], "markdown").count(" *") == 1
     assert adjust_p_values(plain, "none") is plain
+    assert _tooltip(held.rows[0].cells[1], held).endswith("p=0.03 (holm-adjusted)")  # the HTML page's hover text
+    assert _tooltip(plain.rows[0].cells[1], plain).endswith("p=0.01")
 
 
 def test_none_leaves_the_table_as_it_was_and_an_unknown_adjustment_is_an_error():
@@ -88,7 +107,9 @@ def test_the_command_and_a_docpage_marker_take_adjust(runs_file, capsys):  # noq
     assert "invalid choice: 'bonferroni'" in capsys.readouterr().err
 
 
-def test_ties_take_the_same_adjusted_value():
-    p = [.01, .01, .2]
-    assert holm(p)[0] == holm(p)[1] == pytest.approx(.03)
-    assert list(itertools.accumulate(sorted(holm(p)), max)) == sorted(holm(p))
+def test_ties_take_the_same_adjusted_value_and_the_order_of_the_raw_values_is_kept():
+    p = [.2, .01, .04, .01]
+    adjusted = holm(p)
+    assert adjusted[1] == adjusted[3] == pytest.approx(.04)
+    by_raw = [adjusted[i] for i in sorted(range(len(p)), key=lambda i: p[i])]
+    assert by_raw == sorted(by_raw)  # a smaller raw p never gets a larger adjusted one
