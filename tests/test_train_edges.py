@@ -256,3 +256,13 @@ def test_check_finite_names_the_first_bad_loss():
         check_finite(bad, 2, 7)
     with pytest.raises(NonFiniteLossError, match="loss 'classes' is nan"):
         check_finite({"classes": torch.tensor(math.nan)}, 0, 0)
+
+
+def test_under_two_processes_each_trains_on_its_own_shard(tiny_db, monkeypatch):
+    calls: list[dict] = []
+    monkeypatch.setattr(train_module, "make_loader", lambda data, batch_size, **kw: calls.append(kw))
+    monkeypatch.setattr(train_module, "world_size", lambda: 2)
+    monkeypatch.setattr(train_module, "rank", lambda: 1)
+    tr = trainer(tiny_db)
+    train_module.training_loaders(tiny_config("no_coupling"), tiny_db, tr, torch.Generator())
+    assert calls[0]["shard"] == (1, 2) and calls[0]["train"] is True
