@@ -136,14 +136,16 @@ def train(cfg: RunConfig, db: Db, method: Method, device: torch.device, progress
                      state.best_epoch)
             break
         tr.model.train()
-        started, sums = time.perf_counter(), {}
+        started, sums, steps = time.perf_counter(), {}, {}
         for batch in tqdm(train_loader, desc=f"epoch {epoch}", disable=not show, leave=False, unit="batch",
                           dynamic_ncols=True):
             for name, value in train_step(tr, batch, state.step, epoch).items():
                 sums[name] = sums.get(name, 0.0) + value.detach().double()  # on the device: no sync per step
+                steps[name] = steps.get(name, 0) + 1
             state.step += 1
         method.on_epoch_end(tr.model, epoch)
-        train_loss = mean_over_processes({k: float(v) / len(train_loader) for k, v in sums.items()})
+        # each term's mean over the steps that computed it: Task Routing trains one task a batch
+        train_loss = mean_over_processes({k: float(v) / steps[k] for k, v in sums.items()})
         val = validate(tr, val_loader)
         state.end_epoch(epoch, train_loss, val, tr.problem, time.perf_counter() - started, tr.model)
         if val is not None:

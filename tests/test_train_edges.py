@@ -75,9 +75,10 @@ def test_run_label_shortens_long_options_to_24_characters(monkeypatch, length):
     assert label == f"dmsca[{shown}] synthetic fold 3 seed 0"
 
 
-def test_training_losses_steps_times_and_log_lines_per_epoch(tiny_db, monkeypatch, caplog):
-    """history's train_loss is the mean of the step losses; steps count on across epochs; an epoch's time is its
-    own duration; rank 0 logs one line per epoch."""
+@pytest.mark.parametrize("method", ["no_coupling", "task_routing"])
+def test_training_losses_steps_times_and_log_lines_per_epoch(tiny_db, monkeypatch, caplog, method):
+    """history's train_loss is each term's mean over the steps that computed it (Task Routing trains one task a
+    batch); steps count on across epochs; an epoch's time is its own duration; rank 0 logs one line per epoch."""
     steps: list[int] = []
     per_epoch: dict[int, list[dict[str, float]]] = {}
     real_step = train_module.train_step
@@ -91,13 +92,16 @@ def test_training_losses_steps_times_and_log_lines_per_epoch(tiny_db, monkeypatc
     monkeypatch.setattr(train_module, "train_step", spy)
     caplog.set_level(logging.INFO, logger="benchmark.train")
     started = time.perf_counter()
-    result = run(tiny_db, epochs=3)
+    result = run(tiny_db, method, epochs=3)
     wall = time.perf_counter() - started
     assert steps == list(range(len(steps))) and len(per_epoch) == 3
     for entry in result.history:
         rows = per_epoch[entry["epoch"]]
         for name, value in entry["train_loss"].items():
-            assert value == pytest.approx(sum(r[name] for r in rows) / len(rows), rel=1e-9)
+            computed = [r[name] for r in rows if name in r]
+            assert value == pytest.approx(sum(computed) / len(computed), rel=1e-9)
+        if method == "task_routing":  # each batch trained one of the two tasks
+            assert all(len(r) == 1 for r in rows) and len({name for r in rows for name in r}) == 2
         assert 0 < entry["seconds"] < wall
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert [line.split(" (")[0] for line in lines] == ["epoch 0", "epoch 1", "epoch 2"]
