@@ -270,3 +270,31 @@ def test_under_two_processes_each_trains_on_its_own_shard(tiny_db, monkeypatch):
     tr = trainer(tiny_db)
     train_module.training_loaders(tiny_config("no_coupling"), tiny_db, tr, torch.Generator())
     assert calls[0]["shard"] == (1, 2) and calls[0]["train"] is True
+
+
+def test_linked_runs_are_attached_before_the_network_is_built(tiny_db):
+    order: list[str] = []
+
+    class Recording(METHODS.get("no_coupling")):
+        def attach(self, role, run):
+            order.append(f"attach {role}")
+
+        def build(self, backbone, heads, problem):
+            order.append("build")
+            return super().build(backbone, heads, problem)
+
+    train(tiny_config("no_coupling", epochs=1), tiny_db, Recording(), CPU, progress=False,
+          linked={"teacher": object(), "policy": object()})  # type: ignore[dict-item]
+    assert order == ["attach teacher", "attach policy", "build"]
+
+
+def test_a_checkpoint_left_behind_is_not_resumed_unless_asked(tiny_db, tmp_path, caplog):
+    checkpoint = tmp_path / "run.ckpt"
+    cfg = tiny_config("no_coupling", epochs=1)
+    train(cfg, tiny_db, METHODS.get("no_coupling")(), CPU, progress=False, checkpoint=checkpoint)
+    assert checkpoint.is_file()
+    caplog.set_level(logging.INFO, logger="benchmark.train")
+    again = train(tiny_config("no_coupling", epochs=2), tiny_db, METHODS.get("no_coupling")(), CPU, progress=False,
+                  checkpoint=checkpoint)
+    assert again.resumed_from is None and [e["epoch"] for e in again.history] == [0, 1]
+    assert any("starting over discards it" in r.getMessage() for r in caplog.records)

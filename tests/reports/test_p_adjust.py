@@ -46,6 +46,9 @@ def test_holm_refuses_what_is_not_a_p_value():
         holm([.01, float("nan")])
     with pytest.raises(ValueError, match="1.5"):
         holm([1.5])
+    with pytest.raises(ValueError, match=r"got \[-0.5\]$"):  # only the bad value is named: 0 and 1 are p-values
+        holm([0.0, 1.0, -0.5])
+    assert holm([0.0, 1.0]) == [0.0, 1.0]
 
 
 def p_values_of(table) -> list[float]:
