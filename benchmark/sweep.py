@@ -261,7 +261,8 @@ def plan_table(plan: Plan) -> str:
     rows = []
     for i, n in enumerate(plan.nodes, 1):
         options = changed_options(n.cfg)
-        rows.append([i, "to retrain (weights missing)" if n.retrain else state[n.action], "grid" if n.in_grid else "dependency", n.run_id,
+        what = "to retrain (weights missing)" if n.retrain else state[n.action]
+        rows.append([i, what, "grid" if n.in_grid else "dependency", n.run_id,
                      n.cfg.method + (f" [{options}]" if options else ""), n.cfg.db, n.cfg.backbone, n.cfg.seed,
                      "" if n.cfg.fold is None else n.cfg.fold, " ".join(n.needs)])
     table = tabulate(rows, headers=["#", "state", "role", "run_id", "method", "db", "backbone", "seed", "fold",
@@ -380,9 +381,9 @@ def retrain_comparison(plan: Plan, store: ResultsStore) -> list[str]:
             lines.append(f"  retrained {node.run_id} ({short(node.cfg)}): test metrics identical to the record it "
                          f"replaced (best epoch {new.best_epoch})")
             continue
-        (task, metric), delta = max(moved.items(), key=lambda kv: abs(kv[1])) if moved else ((None, None), 0.0)
+        most = max(moved, key=lambda k: abs(moved[k])) if moved else None
+        where = "" if most is None else (f", most in {most[0]} {most[1]} ({before[most]:.4f} -> "
+                                         f"{after[most]:.4f})")
         lines.append(f"  retrained {node.run_id} ({short(node.cfg)}): test metrics differ from the record it "
-                     f"replaced" + (f", most in {task} {metric} ({before[(task, metric)]:.4f} -> "
-                                    f"{after[(task, metric)]:.4f})" if moved else "")
-                     + f"; best epoch {node.replaced.best_epoch} -> {new.best_epoch}")
+                     f"replaced{where}; best epoch {node.replaced.best_epoch} -> {new.best_epoch}")
     return lines

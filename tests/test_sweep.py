@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from concurrent.futures import Future
 
@@ -334,3 +335,29 @@ def test_each_backend_forces_exactly_the_grid_runs_under_force_and_the_retrained
     for node in (grid, dep, retrained):
         backend.submit(node, [])
     assert [job.force for job in backend.pool.jobs] == [False, False, True]
+
+
+def test_the_summary_says_how_far_a_retrained_run_moved_from_the_record_it_replaced():
+    from benchmark.sweep import retrain_comparison
+    from tests.reports.report_store import record
+
+    old = record("single_task", 0, {"classes": (.50, .40)}, options={"task": "classes"})
+    moved = dataclasses.replace(record("single_task", 0, {"classes": (.52, .40)}, options={"task": "classes"}),
+                                run_id=old.run_id, best_epoch=3)
+    node = Node(tiny_config("single_task", {"task": "classes"}), None, [], [], RUN, retrain=True, replaced=old)
+    untouched = Node(tiny_config("no_coupling"), None, ["grid"], [], RUN)
+
+    class Store:
+        def __init__(self, new):
+            self.new = new
+
+        def get(self, run_id):
+            return self.new
+
+    plan = Plan("grid.toml", [node, untouched], RunGraph(lambda *a: {}))
+    (line,) = retrain_comparison(plan, Store(moved))
+    assert "test metrics differ from the record it replaced, most in classes accuracy (0.5000 -> 0.5200)" in line
+    assert line.endswith(f"best epoch {old.best_epoch} -> 3")
+    (same,) = retrain_comparison(plan, Store(old))
+    assert "test metrics identical to the record it replaced" in same
+    assert retrain_comparison(plan, Store(dataclasses.replace(moved, status="failed"))) == []
