@@ -23,9 +23,10 @@ PAGE_NAME = "index.html"
 
 def write_page(args: argparse.Namespace) -> int:
     """Write ``--out DIR/index.html`` (default ``WORKDIR/report/``) for the runs of ``--workdir`` or ``--runs``."""
-    from reports import ReportOptions
+    from benchmark.cli.report import report_options
     from reports.html import html_page
 
+    options = report_options(args)
     records = [r for r in every_record(args) if not args.backbone or r.backbone == args.backbone]
     dbs = args.db or sorted({r.db for r in records})
     records = [r for r in records if r.db in dbs]
@@ -36,9 +37,7 @@ def write_page(args: argparse.Namespace) -> int:
                          f"'python -m benchmark run --db ... --method ...'")
     if args.layout != "negative-transfer" or args.curves or args.figures:
         log.info("--format html shows every layout that applies and embeds its figures; "
-                 "--layout, --curves and --figures are for the other formats")
-    options = ReportOptions(spread=args.spread, test=args.test, alpha=args.alpha, per_run=args.per_run,
-                            adjust=args.adjust)
+                 "--layout, --versus, --curves and --figures are for the other formats")
     source = ", ".join(args.runs) if args.runs else str(store_path(args.workdir))
     page = html_page(records, dbs, args.backbone, options, heat_maps(records, dbs, args.data_root),
                      source=source, generated=now())

@@ -118,6 +118,7 @@ def test_report_of_an_unknown_db_suggests_the_close_names(capsys, workdir):
     rejected(capsys, workdir, ["report", "--db", "cadd"], "--db cadd", "Did you mean 'cad'?",
              "Dbs with completed runs there: synthetic")
     rejected(capsys, workdir, ["report", "--db", "synthetic", "--alpha", "1.5"], "--alpha 1.5")
+    rejected(capsys, workdir, ["report", "--db", "synthetic", "--alpha", "0", "--format", "html"], "--alpha 0.0")
 
 
 def test_results_with_a_filter_that_matches_nothing_says_what_is_stored(capsys, workdir):

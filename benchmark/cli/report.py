@@ -13,7 +13,7 @@ from benchmark.cli.command import Command
 from results import RunRecord
 
 if TYPE_CHECKING:
-    from reports import Baseline
+    from reports import Baseline, ReportOptions
 
 #: ``report --layout`` values (reports.LAYOUTS, spelled out so the parser needs no plotting imports).
 REPORT_LAYOUTS = ["negative-transfer", "versus", "table2", "table3", "table4", "table5"]
@@ -56,11 +56,10 @@ def handle(args: argparse.Namespace) -> int:
         return write_page(args)
     from benchmark.reporting import draw_figures
     from benchmark.stores import completed_records
-    from reports import ReportOptions, build_tables, render
+    from reports import build_tables, render
     from reports.render import SUFFIXES
 
-    if not 0 < args.alpha < 1:
-        raise ValueError(f"--alpha {args.alpha}: the significance level must be between 0 and 1, e.g. 0.05")
+    options = report_options(args)
     records = completed_records(args)
     records = [r for r in records if not args.backbone or r.backbone == args.backbone]
     check_dbs(args, records)
@@ -71,8 +70,6 @@ def handle(args: argparse.Namespace) -> int:
         where = ", ".join(args.runs) if args.runs else args.workdir
         raise ValueError(f"no completed run of {what}{f' with backbone {args.backbone}' if args.backbone else ''} "
                          f"in {where}; train some with 'python -m benchmark run --db ... --method ...'")
-    options = ReportOptions(spread=args.spread, test=args.test, alpha=args.alpha, per_run=args.per_run,
-                            versus=versus_baseline(args.versus) if args.versus else None, adjust=args.adjust)
     tables = build_tables(records, args.layout, dbs, args.backbone, options)
     text = render(tables, args.format)
     print(text, end="")
@@ -86,6 +83,16 @@ def handle(args: argparse.Namespace) -> int:
         paths = draw_figures(records, dbs, folder, args)
         print(f"wrote {len(paths)} figure files under {folder}", file=sys.stderr)
     return 0
+
+
+def report_options(args: argparse.Namespace) -> ReportOptions:
+    """The table options of ``report``'s flags, for every format (one place, so HTML checks what text does)."""
+    from reports import ReportOptions
+
+    if not 0 < args.alpha < 1:
+        raise ValueError(f"--alpha {args.alpha}: the significance level must be between 0 and 1, e.g. 0.05")
+    return ReportOptions(spread=args.spread, test=args.test, alpha=args.alpha, per_run=args.per_run,
+                         versus=versus_baseline(args.versus) if args.versus else None, adjust=args.adjust)
 
 
 def check_versus_flags(args: argparse.Namespace) -> None:
