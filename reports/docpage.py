@@ -15,6 +15,10 @@ block from JSON-lines run exports, leaving the prose around them alone::
     ...generated run summary (count, wall time, best epochs)...
     <!-- /mtlbench -->
 
+    <!-- mtlbench: losses --runs results/reference/cad.jsonl --db cad -->
+    ...generated training loss per term, at the first and at the chosen epoch...
+    <!-- /mtlbench -->
+
 ``python -m reports.docpage docs/results.md`` rewrites the page in place (``--check`` only says
 whether it is up to date). Paths in a marker are relative to the repository root (the working
 directory). Like every report, it reads runs and never trains.
@@ -40,7 +44,7 @@ from results import COMPLETED, RunRecord, read_jsonl
 #: A marker line, the generated body, the closing line; markers start a line (prose may mention them).
 BLOCK = re.compile(r"^(<!-- mtlbench: (?P<command>[^\n]*?) -->\n)(?P<body>.*?)(^<!-- /mtlbench -->)",
                    re.DOTALL | re.MULTILINE)
-KINDS = ("table", "figure", "runs")
+KINDS = ("table", "figure", "runs", "losses")
 
 
 def block_parser() -> argparse.ArgumentParser:
@@ -88,6 +92,8 @@ def render_block(command: str, draw: bool = True) -> str:
         return render(tables, "markdown").rstrip("\n") + "\n"
     if args.kind == "figure":
         return figure_links(runs, args, draw)
+    if args.kind == "losses":
+        return loss_terms(runs)
     return run_summary(runs)
 
 
@@ -115,18 +121,57 @@ def run_summary(runs: list[RunRecord]) -> str:
     """
     rows = ["| method | options | runs | mean wall time (s) | epochs (at most), patience | chosen epoch / epochs trained (each run) |",
             "|---|---|---|---|---|---|"]
-    groups: dict[tuple[str, str], list[RunRecord]] = {}
-    for r in runs:
-        options = ", ".join(f"{k}={v}" for k, v in sorted(r.method_options.items()) if k != "relatedness")
-        groups.setdefault((r.method, options), []).append(r)
-    for (method, options), group in sorted(groups.items()):
-        group.sort(key=lambda r: (r.fold if r.fold is not None else -1, r.seed))
+    for (method, options), group in variants(runs).items():
         wall = statistics.mean(r.wall_time_s or 0.0 for r in group)
         limits = ", ".join(sorted({f"{r.config.get('epochs')}, {r.config.get('patience') or '-'}" for r in group}))
         epochs = " ".join(f"{r.best_epoch + 1}/{len(r.history) or r.config.get('epochs')}" for r in group)
         rows.append(f"| {method} | {options} | {len(group)} | {wall:.0f} | {limits} | {epochs} |")
     total = sum(r.wall_time_s or 0.0 for r in runs)
     return "\n".join(rows) + f"\n\n{len(runs)} runs, {total / 3600:.1f} h of training in all.\n"
+
+
+def variants(runs: list[RunRecord]) -> dict[tuple[str, str], list[RunRecord]]:
+    """The runs per (method, its options as text), sorted by method and options; each group by fold, then seed."""
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    for r in runs:
+        options = ", ".join(f"{k}={v}" for k, v in sorted(r.method_options.items()) if k != "relatedness")
+        groups.setdefault((r.method, options), []).append(r)
+    for group in groups.values():
+        group.sort(key=lambda r: (r.fold if r.fold is not None else -1, r.seed))
+    return dict(sorted(groups.items()))
+
+
+def loss_terms(runs: list[RunRecord]) -> str:
+    """Per method and options: each training-loss term's mean over the runs, at the first and at the chosen epoch.
+
+    A term is what the method logs in ``history[e]["train_loss"]``: the task losses and a coupling's terms,
+    unweighted, and a weighting method's task weights (``weight/<task>``), each the epoch's mean over the steps
+    that computed it. Side by side, they show which term dominates the objective, where a weighting put its
+    weight, and how far each task's loss fell by the epoch the run chose.
+    A run without a history, or without its chosen epoch in it, is left out (and counted).
+    """
+    rows = ["| method | options | runs | logged training term: first epoch → chosen epoch (mean over runs) |",
+            "|---|---|---|---|"]
+    skipped = 0
+    for (method, options), group in variants(runs).items():
+        firsts, chosen = [], []
+        for r in group:
+            by_epoch = {e.get("epoch"): e.get("train_loss") or {} for e in r.history}
+            if not by_epoch or r.best_epoch not in by_epoch:
+                skipped += 1
+                continue
+            firsts.append(r.history[0].get("train_loss") or {})
+            chosen.append(by_epoch[r.best_epoch])
+        if not firsts:
+            continue
+        terms = sorted(set().union(*firsts, *chosen))
+        cells = "; ".join(f"{t} {statistics.mean(f[t] for f in firsts if t in f):.3f} → "
+                          f"{statistics.mean(c[t] for c in chosen if t in c):.3f}"
+                          for t in terms if any(t in f for f in firsts) and any(t in c for c in chosen))
+        rows.append(f"| {method} | {options} | {len(firsts)} | {cells} |")
+    note = f" {skipped} runs without their chosen epoch in the history are left out." if skipped else ""
+    return "\n".join(rows) + (f"\n\nEach term unweighted (weight/<task>: a weighting method's task weight); the "
+                               f"chosen epoch is the one the run was selected at on validation.{note}\n")
 
 
 def refresh(text: str, draw: bool = True) -> str:

@@ -77,6 +77,26 @@ def test_the_runs_block_gives_each_runs_chosen_epoch_of_the_epochs_it_trained():
     assert "| 30, 6 | 4/10 |" in table, table  # chose its 4th epoch, stopped after the 10th of at most 30
 
 
+def test_the_losses_block_averages_each_term_at_the_first_and_the_chosen_epoch():
+    from reports.docpage import loss_terms
+
+    record = toy_records()[0]
+
+    def run(run_id: str, best: int | None, history: list[dict]) -> object:
+        return record.__class__(**{**record.__dict__, "run_id": run_id, "best_epoch": best, "history": history})
+
+    a = run("a", 1, [{"epoch": 0, "train_loss": {"task": 2.0, "coupling/dm": 10.0}},
+                     {"epoch": 1, "train_loss": {"task": 0.5, "coupling/dm": 4.0}},
+                     {"epoch": 2, "train_loss": {"task": 0.1, "coupling/dm": 3.0}}])
+    b = run("b", 0, [{"epoch": 0, "train_loss": {"task": 1.0, "coupling/dm": 6.0}}])
+    lost = run("c", 5, [{"epoch": 0, "train_loss": {"task": 9.0}}])  # its chosen epoch is not in its history
+    table = loss_terms([a, b, lost])
+    line = next(row for row in table.splitlines() if row.startswith(f"| {record.method} |"))
+    assert line.endswith("| 2 | coupling/dm 8.000 → 5.000; task 1.500 → 0.750 |"), line
+    assert "1 runs without their chosen epoch in the history are left out" in table
+    assert f"| {record.method} |" not in loss_terms([lost])  # no row for a group without a usable run
+
+
 def test_a_versus_block_renders_the_versus_layout_against_its_baseline(tmp_path, monkeypatch):
     from reports.spec import Baseline
     from reports.table import ReportOptions
