@@ -144,9 +144,11 @@ def variants(runs: list[RunRecord]) -> dict[tuple[str, str], list[RunRecord]]:
 def loss_terms(runs: list[RunRecord]) -> str:
     """Per method and options: each training-loss term's mean over the runs, at the first and at the chosen epoch.
 
-    A term is what the method logs in ``history[e]["train_loss"]``: the task losses and a coupling's terms,
-    unweighted, and a weighting method's task weights (``weight/<task>``), each the epoch's mean over the steps
-    that computed it. Side by side, they show which term dominates the objective, where a weighting put its
+    A term is what the loop logs in ``history[e]["train_loss"]``, each the epoch's mean over the steps that
+    computed it: the addends of the objective as the method's ``losses`` hook returns them (a coupling term
+    times its lambda; a loss-weighting method's task losses times its weights), and a gradient-weighting
+    method's task weights (``weight/<task>``; its task losses are logged unweighted, the weights acting on
+    the gradients). Side by side, they show which term dominates the objective, where a weighting put its
     weight, and how far each task's loss fell by the epoch the run chose.
     A run without a history, or without its chosen epoch in it, is left out (and counted).
     """
@@ -170,8 +172,10 @@ def loss_terms(runs: list[RunRecord]) -> str:
                           for t in terms if any(t in f for f in firsts) and any(t in c for c in chosen))
         rows.append(f"| {method} | {options} | {len(firsts)} | {cells} |")
     note = f" {skipped} runs without their chosen epoch in the history are left out." if skipped else ""
-    return "\n".join(rows) + (f"\n\nEach term unweighted (weight/<task>: a weighting method's task weight); the "
-                               f"chosen epoch is the one the run was selected at on validation.{note}\n")
+    return "\n".join(rows) + ("\n\nEach term as the method adds it to the objective (a loss-weighting method's "
+                               "task losses weighted); weight/<task>: a gradient-weighting method's task weight, its "
+                               "task losses unweighted. The chosen epoch is the one the run was selected at on "
+                               f"validation.{note}\n")
 
 
 def refresh(text: str, draw: bool = True) -> str:
