@@ -131,11 +131,15 @@ def run_summary(runs: list[RunRecord]) -> str:
 
 
 def variants(runs: list[RunRecord]) -> dict[tuple[str, str], list[RunRecord]]:
-    """The runs per (method, its options as text), sorted by method and options; each group by fold, then seed."""
+    """The runs per (method, its options as text), sorted by method and options; each group by fold, then seed.
+
+    Runs of several backbones are never pooled: the method's name then carries the backbone, ``name (backbone)``.
+    """
+    several = len({r.backbone for r in runs}) > 1
     groups: dict[tuple[str, str], list[RunRecord]] = {}
     for r in runs:
         options = ", ".join(f"{k}={v}" for k, v in sorted(r.method_options.items()) if k != "relatedness")
-        groups.setdefault((r.method, options), []).append(r)
+        groups.setdefault((f"{r.method} ({r.backbone})" if several else r.method, options), []).append(r)
     for group in groups.values():
         group.sort(key=lambda r: (r.fold if r.fold is not None else -1, r.seed))
     return dict(sorted(groups.items()))

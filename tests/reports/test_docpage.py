@@ -97,6 +97,19 @@ def test_the_losses_block_averages_each_term_at_the_first_and_the_chosen_epoch()
     assert f"| {record.method} |" not in loss_terms([lost])  # no row for a group without a usable run
 
 
+def test_runs_of_two_backbones_are_summarised_apart():
+    from reports.docpage import loss_terms, run_summary
+
+    record = toy_records()[0]
+    runs = [record.__class__(**{**record.__dict__, "run_id": name, "backbone": name, "best_epoch": 0,
+                                "history": [{"epoch": 0, "train_loss": {"task": value}}]})
+            for name, value in (("resnet18", 1.0), ("smallcnn", 3.0))]
+    table = loss_terms(runs)
+    assert f"| {record.method} (resnet18) |" in table and "task 1.000 → 1.000" in table
+    assert f"| {record.method} (smallcnn) |" in table and "task 3.000 → 3.000" in table
+    assert f"| {record.method} (resnet18) |" in run_summary(runs) and f"| {record.method} |" in run_summary(runs[:1])
+
+
 def test_a_versus_block_renders_the_versus_layout_against_its_baseline(tmp_path, monkeypatch):
     from reports.spec import Baseline
     from reports.table import ReportOptions
