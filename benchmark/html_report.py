@@ -11,22 +11,25 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmark.stores import every_record, store_path
 from benchmark.provenance import now
 from results import COMPLETED, RunRecord
+
+if TYPE_CHECKING:
+    from reports import ReportOptions
 
 log = logging.getLogger(__name__)
 
 PAGE_NAME = "index.html"
 
 
-def write_page(args: argparse.Namespace) -> int:
-    """Write ``--out DIR/index.html`` (default ``WORKDIR/report/``) for the runs of ``--workdir`` or ``--runs``."""
-    from benchmark.cli.report import report_options
+def write_page(args: argparse.Namespace, options: ReportOptions) -> int:
+    """Write ``--out DIR/index.html`` (default ``WORKDIR/report/``) for the runs of ``--workdir`` or ``--runs``,
+    their tables made with ``options`` (``report``'s flags, checked: :func:`benchmark.cli.report.report_options`)."""
     from reports.html import html_page
 
-    options = report_options(args)
     records = [r for r in every_record(args) if not args.backbone or r.backbone == args.backbone]
     dbs = args.db or sorted({r.db for r in records})
     records = [r for r in records if r.db in dbs]

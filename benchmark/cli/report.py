@@ -50,16 +50,16 @@ def handle(args: argparse.Namespace) -> int:
     """Print the chosen layout in the chosen format; write it (and figures) when asked. ``--format html`` is
     one page of every table and figure (:mod:`benchmark.html_report`), which leaves out ``--layout``."""
     check_versus_flags(args)
+    options = report_options(args)
     if args.format == "html":
         from benchmark.html_report import write_page
 
-        return write_page(args)
+        return write_page(args, options)
     from benchmark.reporting import draw_figures
     from benchmark.stores import completed_records
     from reports import build_tables, render
     from reports.render import SUFFIXES
 
-    options = report_options(args)
     records = completed_records(args)
     records = [r for r in records if not args.backbone or r.backbone == args.backbone]
     check_dbs(args, records)
