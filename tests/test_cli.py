@@ -166,6 +166,35 @@ def test_export_of_an_experiment_holds_its_grid_and_the_runs_they_built_on(tmp_p
     assert "--data-root only applies with --experiment" in capsys.readouterr().err
 
 
+def test_export_warns_about_grid_runs_it_leaves_out_and_runs_the_file_held_before(tmp_path, capsys):
+    """A completed run retrained for its weights reads ``running`` until it completes again: an export taken then
+    (or before the grid is done) says which runs it lacks, and which runs the file it overwrites held."""
+    import sqlite3
+
+    options = ", ".join(f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in TINY_DB.items())
+    experiment = tmp_path / "exp.toml"
+    head = f'seeds = [0]\n[preset]\nepochs = 1\n[[dbs]]\nname = "synthetic"\noptions = {{ {options} }}\n'
+    experiment.write_text(head + '[[methods]]\nname = "no_coupling"\n')
+    work, out = tmp_path / "work", tmp_path / "exp.jsonl"
+    assert main(["sweep", str(experiment), "--workdir", str(work), "--quiet"]) == 0
+    export = ["export", str(out), "--experiment", str(experiment), "--status", "completed", "--workdir", str(work)]
+    capsys.readouterr()
+    assert main(export) == 0
+    assert capsys.readouterr().err == "exported 1 runs\n"  # the whole grid: nothing to warn about
+    (run_id,) = [json.loads(line)["run_id"] for line in out.read_text().splitlines()]
+
+    with sqlite3.connect(work / "results.sqlite") as db:  # as a retraining leaves it while it trains
+        db.execute("UPDATE runs SET status = 'running' WHERE run_id = ?", (run_id,))
+    experiment.write_text(head + '[[methods]]\nname = "no_coupling"\n[[methods]]\nname = "mgda_ub"\n')
+    assert main(export) == 0
+    err = capsys.readouterr().err
+    assert "exported 0 runs" in err
+    assert "2 run(s) of " in err and f"{run_id[:12]} no_coupling on synthetic / smallcnn / seed 0: running" in err
+    assert "mgda_ub on synthetic / smallcnn / seed 0: not in the store" in err
+    assert f"1 run(s) that {out} held before are not in it now" in err
+    assert out.read_text() == ""  # written as asked; the warning is what keeps it from passing unnoticed
+
+
 def test_pretrained_local_weights_are_loaded(tmp_path, capsys):
     from benchmark.backbones import SmallCNN
 

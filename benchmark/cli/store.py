@@ -103,12 +103,8 @@ def add_export_arguments(exp: argparse.ArgumentParser) -> None:
 
 def experiment_runs(path: str, data_roots: list[str], records: list[RunRecord]) -> list[RunRecord]:
     """The ``records`` that the experiment file's grid asks for, and (from their stored links) those they built on."""
-    from benchmark.experiment import load
-    from benchmark.grid import expand
-    from benchmark.sweep import parse_data_roots
-
     by_id = {r.run_id: r for r in records}
-    wanted = [run.cfg.run_id for run in expand(load(path), parse_data_roots(data_roots))]
+    wanted = list(grid_runs(path, data_roots))
     chosen: set[str] = set()
     while wanted:
         run_id = wanted.pop()
@@ -119,12 +115,91 @@ def experiment_runs(path: str, data_roots: list[str], records: list[RunRecord]) 
     return [r for r in records if r.run_id in chosen]
 
 
+def grid_runs(path: str, data_roots: list[str]) -> dict[str, str]:
+    """The runs of the experiment file's grid, as ``sweep`` plans them: run id -> the run in one short line."""
+    from benchmark.experiment import load
+    from benchmark.grid import expand
+    from benchmark.sweep import parse_data_roots, short
+
+    return {run.cfg.run_id: short(run.cfg) for run in expand(load(path), parse_data_roots(data_roots))}
+
+
+def left_out(wanted: dict[str, str | None], exported: set[str], stored: dict[str, RunRecord]) -> list[str]:
+    """One line per id of ``wanted`` (id -> the run in words, if known) that the export does not hold: the run,
+    and its status in the store (a completed run retrained for its weights reads ``running`` until it completes
+    again)."""
+    lines = []
+    for run_id, words in wanted.items():
+        if run_id in exported:
+            continue
+        r = stored.get(run_id)
+        if r is not None:
+            words = (f"{r.method}{variant_text(r)} on {r.db} / {r.backbone} / seed {r.seed}"
+                     + ("" if r.fold is None else f" / fold {r.fold}"))
+        lines.append(f"{run_id[:12]} {words or ''}: {r.status if r else 'not in the store'}")
+    return lines
+
+
+def variant_text(r: RunRecord) -> str:
+    """`` [k=v, ...]`` of a run's method options that differ from the method's defaults (all of them for a method
+    not registered here), empty when there are none."""
+    from benchmark.options import changed_options
+    from methods import METHODS
+
+    if r.method in METHODS:
+        changed = changed_options(METHODS.get(r.method), r.method_options)
+    else:
+        changed = ", ".join(f"{k}={v}" for k, v in sorted(r.method_options.items()))
+    return f" [{changed}]" if changed else ""
+
+
+def previous_run_ids(path: Path) -> set[str]:
+    """The run ids an earlier export at ``path`` held (empty when there is none or it is not an export)."""
+    ids = set()
+    try:
+        with path.open() as lines:
+            for line in lines:
+                try:
+                    ids.add(json.loads(line)["run_id"])
+                except (ValueError, KeyError, TypeError):
+                    return set()
+    except OSError:
+        return set()
+    return ids
+
+
+def warn_about_gaps(args: argparse.Namespace, records: list[RunRecord], stored: list[RunRecord],
+                    previous: set[str]) -> None:
+    """Say on stderr which runs the export leaves out that a user would expect in it: runs of the experiment's
+    grid that are not completed (or not stored), and runs the file held before that this export drops (a
+    committed export overwritten while a teacher is retrained would otherwise lose it silently)."""
+    exported = {r.run_id for r in records}
+    by_id = {r.run_id: r for r in stored}
+    shown = 5
+
+    def report(what: str, lines: list[str], hint: str) -> None:
+        if lines:
+            more = f"\n  ... and {len(lines) - shown} more" if len(lines) > shown else ""
+            print(f"warning: {len(lines)} {what}:\n  " + "\n  ".join(lines[:shown]) + more + f"\n  {hint}",
+                  file=sys.stderr)
+
+    if args.experiment:
+        report(f"run(s) of {args.experiment}'s grid not in the export", left_out(
+            grid_runs(args.experiment, args.data_root), exported, by_id),
+            "'sweep' trains them (an interrupted run resumes there); export again once they complete")
+    dropped = dict.fromkeys(sorted(previous - exported))
+    report(f"run(s) that {args.file} held before are not in it now", left_out(dropped, exported, by_id),
+           "export again once they complete (for a file under git, 'git checkout' brings the old one back)")
+
+
 def handle_export(args: argparse.Namespace) -> int:
-    """Write the matching runs to ``args.file`` (or stdout) and say how many."""
+    """Write the matching runs to ``args.file`` (or stdout), say how many, and warn about what it leaves out."""
     if args.data_root and not args.experiment:
         raise ValueError("--data-root only applies with --experiment FILE.toml (it resolves that file's grid)")
+    previous = set() if args.file == "-" else previous_run_ids(Path(args.file))
     with open_store(args.workdir, create=False) as store:
         records = store.runs(db=args.db, method=args.method, status=args.status)
+        stored = store.runs()
         if args.experiment:
             records = experiment_runs(args.experiment, args.data_root, records)
         if args.file == "-":
@@ -133,6 +208,7 @@ def handle_export(args: argparse.Namespace) -> int:
             with open(args.file, "w") as out:
                 count = store.export_jsonl(out, records)
     print(f"exported {count} runs", file=sys.stderr)
+    warn_about_gaps(args, records, stored, previous)
     return 0
 
 
