@@ -12,7 +12,7 @@ from tabulate import tabulate
 from benchmark.cli.arguments import add_run_filters, add_store
 from benchmark.cli.command import Command
 from benchmark.stores import open_store
-from results import RunRecord
+from results import ResultsStore, RunRecord
 
 RESULT_COLUMNS = ["run_id", "status", "method", "options", "db", "backbone", "seed", "fold", "epochs",
                   "best_epoch", "test_primary", "wall_s", "total_wall_s", "started_at", "error"]
@@ -101,10 +101,11 @@ def add_export_arguments(exp: argparse.ArgumentParser) -> None:
     add_store(exp)
 
 
-def experiment_runs(path: str, data_roots: list[str], records: list[RunRecord]) -> list[RunRecord]:
-    """The ``records`` that the experiment file's grid asks for, and (from their stored links) those they built on."""
+def experiment_runs(grid: dict[str, str], records: list[RunRecord]) -> list[RunRecord]:
+    """The ``records`` that the experiment's ``grid`` (:func:`grid_runs`) asks for, and (from their stored links)
+    those they built on."""
     by_id = {r.run_id: r for r in records}
-    wanted = list(grid_runs(path, data_roots))
+    wanted = list(grid)
     chosen: set[str] = set()
     while wanted:
         run_id = wanted.pop()
@@ -124,33 +125,21 @@ def grid_runs(path: str, data_roots: list[str]) -> dict[str, str]:
     return {run.cfg.run_id: short(run.cfg) for run in expand(load(path), parse_data_roots(data_roots))}
 
 
-def left_out(wanted: dict[str, str | None], exported: set[str], stored: dict[str, RunRecord]) -> list[str]:
+def left_out(wanted: dict[str, str | None], exported: set[str], store: ResultsStore) -> list[str]:
     """One line per id of ``wanted`` (id -> the run in words, if known) that the export does not hold: the run,
     and its status in the store (a completed run retrained for its weights reads ``running`` until it completes
     again)."""
+    from benchmark.config import RunConfig
+
     lines = []
     for run_id, words in wanted.items():
         if run_id in exported:
             continue
-        r = stored.get(run_id)
-        if r is not None:
-            words = (f"{r.method}{variant_text(r)} on {r.db} / {r.backbone} / seed {r.seed}"
-                     + ("" if r.fold is None else f" / fold {r.fold}"))
-        lines.append(f"{run_id[:12]} {words or ''}: {r.status if r else 'not in the store'}")
+        r = store.get(run_id)
+        if words is None and r is not None:
+            words = RunConfig.from_dict(r.config).describe()
+        lines.append(f"{run_id[:12]}{f' {words}' if words else ''}: {r.status if r else 'not in the store'}")
     return lines
-
-
-def variant_text(r: RunRecord) -> str:
-    """`` [k=v, ...]`` of a run's method options that differ from the method's defaults (all of them for a method
-    not registered here), empty when there are none."""
-    from benchmark.options import changed_options
-    from methods import METHODS
-
-    if r.method in METHODS:
-        changed = changed_options(METHODS.get(r.method), r.method_options)
-    else:
-        changed = ", ".join(f"{k}={v}" for k, v in sorted(r.method_options.items()))
-    return f" [{changed}]" if changed else ""
 
 
 def previous_run_ids(path: Path) -> set[str]:
@@ -168,13 +157,11 @@ def previous_run_ids(path: Path) -> set[str]:
     return ids
 
 
-def warn_about_gaps(args: argparse.Namespace, records: list[RunRecord], stored: list[RunRecord],
+def warn_about_gaps(args: argparse.Namespace, store: ResultsStore, exported: set[str], grid: dict[str, str] | None,
                     previous: set[str]) -> None:
     """Say on stderr which runs the export leaves out that a user would expect in it: runs of the experiment's
-    grid that are not completed (or not stored), and runs the file held before that this export drops (a
+    ``grid`` that are not completed (or not stored), and runs the file held before that this export drops (a
     committed export overwritten while a teacher is retrained would otherwise lose it silently)."""
-    exported = {r.run_id for r in records}
-    by_id = {r.run_id: r for r in stored}
     shown = 5
 
     def report(what: str, lines: list[str], hint: str) -> None:
@@ -183,12 +170,11 @@ def warn_about_gaps(args: argparse.Namespace, records: list[RunRecord], stored: 
             print(f"warning: {len(lines)} {what}:\n  " + "\n  ".join(lines[:shown]) + more + f"\n  {hint}",
                   file=sys.stderr)
 
-    if args.experiment:
-        report(f"run(s) of {args.experiment}'s grid not in the export", left_out(
-            grid_runs(args.experiment, args.data_root), exported, by_id),
-            "'sweep' trains them (an interrupted run resumes there); export again once they complete")
+    if grid is not None:
+        report(f"run(s) of {args.experiment}'s grid not in the export", left_out(grid, exported, store),
+               "'sweep' trains them (an interrupted run resumes there); export again once they complete")
     dropped = dict.fromkeys(sorted(previous - exported))
-    report(f"run(s) that {args.file} held before are not in it now", left_out(dropped, exported, by_id),
+    report(f"run(s) that {args.file} held before are not in it now", left_out(dropped, exported, store),
            "export again once they complete (for a file under git, 'git checkout' brings the old one back)")
 
 
@@ -197,18 +183,18 @@ def handle_export(args: argparse.Namespace) -> int:
     if args.data_root and not args.experiment:
         raise ValueError("--data-root only applies with --experiment FILE.toml (it resolves that file's grid)")
     previous = set() if args.file == "-" else previous_run_ids(Path(args.file))
+    grid = grid_runs(args.experiment, args.data_root) if args.experiment else None
     with open_store(args.workdir, create=False) as store:
         records = store.runs(db=args.db, method=args.method, status=args.status)
-        stored = store.runs()
-        if args.experiment:
-            records = experiment_runs(args.experiment, args.data_root, records)
+        if grid is not None:
+            records = experiment_runs(grid, records)
         if args.file == "-":
             count = store.export_jsonl(sys.stdout, records)
         else:
             with open(args.file, "w") as out:
                 count = store.export_jsonl(out, records)
-    print(f"exported {count} runs", file=sys.stderr)
-    warn_about_gaps(args, records, stored, previous)
+        print(f"exported {count} runs", file=sys.stderr)
+        warn_about_gaps(args, store, {r.run_id for r in records}, grid, previous)
     return 0
 
 
