@@ -30,7 +30,9 @@ CPU = torch.device("cpu")
 #: batch, the student's teachers label what each shard lacks.
 METHODS_UNDER_TEST = ["no_coupling", "dmsca", "mgda_ub", "gradnorm", "task_routing", "student_teacher",
                       # the method zoo: TorchJD weightings (PCGrad's seeded order, Nash-MTL's state), loss weighting
-                      "upgrad", "pcgrad", "nash_mtl", "uw", "dwa", "rlw", "famo"]
+                      "upgrad", "pcgrad", "nash_mtl", "uw", "dwa", "rlw", "famo",
+                      # the engine's shared-parameter form: Σ_t w_t of this process's rows, then averaged
+                      "upgrad:gradients=shared_parameters"]
 
 
 class NoNormCNN(nn.Module):
@@ -79,11 +81,13 @@ def _trained_state(name: str, problem: Problem, batches: list[Batch], rank: int 
     whose update is proportional to the gradient (Adam's first step is not: it only sees its sign)."""
     from benchmark.bench import untrained_links
 
-    cls = METHODS.get(name)
-    options = cls.expand(resolve(cls, {}), problem)[0]
+    method_name, _, setting = name.partition(":")  # "NAME" or "NAME:OPTION=VALUE"
+    cls = METHODS.get(method_name)
+    overrides = dict([setting.split("=", 1)]) if setting else {}
+    options = cls.expand(resolve(cls, overrides), problem)[0]
     method = cls(**options)
     torch.manual_seed(0)
-    for role, run in untrained_links(tiny_config(name, options), problem, CPU).items():  # the student's teachers
+    for role, run in untrained_links(tiny_config(method_name, options), problem, CPU).items():  # the student's teachers
         method.attach(role, run)
     model = method.build(NoNormCNN(), create_heads(problem.tasks, 16), problem)
     optimizer = torch.optim.SGD(method.param_groups(model), lr=0.5)

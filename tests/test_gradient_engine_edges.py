@@ -354,6 +354,46 @@ def test_shared_parameter_backward_weights_heads_and_adds_extras() -> None:
             torch.testing.assert_close(grad_of(param), value)
 
 
+def test_shared_parameter_backward_without_extras_takes_the_backbone_from_the_rows() -> None:
+    """No other loss term: the backbone's gradient is Σ_t w_t of the rows already taken (one backward per task
+    through it, none more), the heads weighted; the unused ``spare`` keeps no gradient; same as a plain backward."""
+    model = make_model()
+    losses, ctx = make_step(model)
+    params = list(model.parameters())
+    per_task = {t: grads_of(losses[t], params) for t in ("a", "b")}
+    weights = (0.25, -2.0)
+    passes: list[int] = []
+    model.backbone.lin.weight.register_hook(lambda _: passes.append(1))  # once per backward reaching W
+    applied = weighted_backward(Scripted(GradientRequest("shared_parameters"), torch.tensor(weights)), losses, ctx)
+    assert {k: float(v) for k, v in applied.items()} == {"weight/a": 0.25, "weight/b": -2.0}
+    assert len(passes) == 2  # the two rows' backwards; (Σ_t w_t L_t).backward() would have made it 3
+    expected = combine([(weights[0], per_task["a"]), (weights[1], per_task["b"])])
+    for param, value in zip(params, expected):
+        if param is model.backbone.spare:
+            assert param.grad is None
+        else:
+            torch.testing.assert_close(grad_of(param), value)
+
+
+def test_shared_parameter_gradients_keep_the_parameters_memory_format() -> None:
+    """A channels_last conv weight gets a channels_last gradient holding the right values (the rows are flattened
+    in logical order)."""
+    torch.manual_seed(0)
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 3 * 3, 2))
+    model = MultiTaskModel(conv, nn.ModuleDict({t: nn.Linear(2, 1) for t in ("a", "b")}))
+    model.to(memory_format=torch.channels_last)
+    weight = model.backbone[0].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    out = model(torch.randn(2, 3, 5, 5))
+    losses = {t: (v ** 2).mean() for t, v in out.logits.items()}
+    ctx = StepContext(model, Batch(torch.zeros(2), {t: torch.tensor([0, 0]) for t in "ab"},
+                                   {t: torch.tensor([True, True]) for t in "ab"}, torch.arange(2)), out, PROBLEM, 0, 0)
+    expected = combine([(0.5, grads_of(losses["a"], [weight])), (3.0, grads_of(losses["b"], [weight]))])[0]
+    weighted_backward(Scripted(GradientRequest("shared_parameters"), torch.tensor([0.5, 3.0])), losses, ctx)
+    assert grad_of(weight).is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(grad_of(weight), expected)
+
+
 def test_loss_scale_and_a_weightings_own_loss() -> None:
     """Rows are divided by the loss scale (2); the weighting's own loss is back-propagated times the scale."""
     model = make_model()
