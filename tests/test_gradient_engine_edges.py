@@ -335,39 +335,26 @@ def test_parameter_gradients_directly() -> None:
     assert empty.shape == (0, 0) and empty.dtype == F64
 
 
-def test_shared_parameter_backward_weights_heads_and_adds_extras() -> None:
-    """Σ_t w_t L_t + extras: backbone and heads weighted, extras at weight 1."""
+@pytest.mark.parametrize("extra", [False, True])
+def test_shared_parameter_backward_weights_heads_and_adds_extras(extra: bool) -> None:
+    """Σ_t w_t L_t (+ extras at weight 1): backbone and heads weighted; the unused ``spare`` keeps no gradient.
+    Without extras the backbone's gradient is Σ_t w_t of the rows already taken: one backward per task reaches
+    it, none more; an extra term needs a backward of its own (the plain one of everything, three in all)."""
     model = make_model()
     losses, ctx = make_step(model)
-    losses["extra"] = 0.3 * (model.backbone.lin.bias ** 2).sum() + 0.5 * (ctx.outputs.logits["b"] ** 2).sum()
+    terms = ("a", "b", "extra") if extra else ("a", "b")
+    if extra:
+        losses["extra"] = 0.3 * (model.backbone.lin.bias ** 2).sum() + 0.5 * (ctx.outputs.logits["b"] ** 2).sum()
     params = list(model.parameters())
-    per_task = {name: grads_of(losses[name], params) for name in ("a", "b", "extra")}
-    weights = (0.25, -2.0)
-    method = Scripted(GradientRequest("shared_parameters"), torch.tensor(weights))
-    applied = weighted_backward(method, losses, ctx)
-    assert {k: float(v) for k, v in applied.items()} == {"weight/a": 0.25, "weight/b": -2.0}
-    expected = combine([(weights[0], per_task["a"]), (weights[1], per_task["b"]), (1.0, per_task["extra"])])
-    for param, value in zip(params, expected):
-        if param is model.backbone.spare:
-            assert param.grad is None
-        else:
-            torch.testing.assert_close(grad_of(param), value)
-
-
-def test_shared_parameter_backward_without_extras_takes_the_backbone_from_the_rows() -> None:
-    """No other loss term: the backbone's gradient is Σ_t w_t of the rows already taken (one backward per task
-    through it, none more), the heads weighted; the unused ``spare`` keeps no gradient; same as a plain backward."""
-    model = make_model()
-    losses, ctx = make_step(model)
-    params = list(model.parameters())
-    per_task = {t: grads_of(losses[t], params) for t in ("a", "b")}
+    per_task = {name: grads_of(losses[name], params) for name in terms}
     weights = (0.25, -2.0)
     passes: list[int] = []
     model.backbone.lin.weight.register_hook(lambda _: passes.append(1))  # once per backward reaching W
     applied = weighted_backward(Scripted(GradientRequest("shared_parameters"), torch.tensor(weights)), losses, ctx)
     assert {k: float(v) for k, v in applied.items()} == {"weight/a": 0.25, "weight/b": -2.0}
-    assert len(passes) == 2  # the two rows' backwards; (Σ_t w_t L_t).backward() would have made it 3
-    expected = combine([(weights[0], per_task["a"]), (weights[1], per_task["b"])])
+    assert len(passes) == (3 if extra else 2)
+    expected = combine([(weights[0], per_task["a"]), (weights[1], per_task["b"])]
+                       + ([(1.0, per_task["extra"])] if extra else []))
     for param, value in zip(params, expected):
         if param is model.backbone.spare:
             assert param.grad is None
