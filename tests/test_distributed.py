@@ -30,7 +30,8 @@ CPU = torch.device("cpu")
 #: batch, the student's teachers label what each shard lacks.
 METHODS_UNDER_TEST = ["no_coupling", "dmsca", "mgda_ub", "gradnorm", "task_routing", "student_teacher",
                       # the method zoo: TorchJD weightings (PCGrad's seeded order, Nash-MTL's state), loss weighting
-                      "upgrad", "pcgrad", "nash_mtl", "uw", "dwa", "rlw", "famo",
+                      "upgrad", "pcgrad", "cagrad", "nash_mtl", "imtl_g", "aligned_mtl", "dualproj", "mgda",
+                      "uw", "dwa", "rlw", "famo",
                       # the engine's shared-parameter form: Σ_t w_t of this process's rows, then averaged
                       "upgrad:gradients=shared_parameters"]
 
