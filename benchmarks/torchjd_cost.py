@@ -1,4 +1,4 @@
-"""Time mtlbench's TorchJD-backed methods against TorchJD's own training step on the same model, batch and optimizer.
+"""Time mtlbench's gradient and loss weightings against TorchJD's own training step on the same model, batch and optimizer.
 
 A script, not a test: timings depend on the machine. For each TorchJD-backed method (``upgrad``,
 ``pcgrad``, ``cagrad``, ``nash_mtl``, ``imtl_g``, ``aligned_mtl``, ``dualproj``, ``mgda``) it times
@@ -15,6 +15,16 @@ Adam at lr 1e-3, fp32, one process), and ``no_coupling`` as the common baseline:
   ``jac_to_grad(backbone, aggregator)``, ``optimizer.step()``.
 - **no_coupling**: the training loop's step of summed losses.
 
+For each loss weighting that TorchJD also implements, as a scalarizer (``uw``, ``dwa``, ``rlw``, ``famo``:
+``torchjd.scalarization`` ``UW``, ``DWA``, ``Random``, ``FAMO``), it times two, in a second table:
+
+- **mtlbench**: the training loop's step (``uw`` with ``form=regression``, TorchJD's form: ½e^{-s}L + ½s;
+  the default ``classification`` form costs the same);
+- **TorchJD**: forward, task losses, ``scalarizer(losses).backward()``, ``optimizer.step()`` (the
+  scalarizer's parameters in the optimizer, as TorchJD's ``UW`` asks), and for ``FAMO`` the losses
+  recomputed on the same batch without gradient and ``scalarizer.update(...)``: the same extra forward as
+  mtlbench's ``famo`` (``post_step_loss=same_batch``) makes at the start of the next step.
+
 The batch is one fixed batch of the synthetic db in which every image carries both tasks' labels
 (``overlap=1``, ``ratio=1:1``): TorchJD's step cannot mask missing labels, so this is the case in which
 both compute the same losses. Every variant first takes ``--warmup`` untimed steps; then the ``--steps``
@@ -25,15 +35,17 @@ turn (as ``python -m benchmark bench`` does), so a change of the machine's load 
     python benchmarks/torchjd_cost.py --backbone resnet18 --methods upgrad mgda nash_mtl --check
 
 How to read it: every figure is the median wall time of one step in ms. ``sp / TorchJD`` is mtlbench's
-``shared_parameters`` step over TorchJD's native step for the same aggregator: at most about 1 means
-mtlbench costs no more than TorchJD for the same computation. The ``x no_coupling`` columns are cost
+``shared_parameters`` step over TorchJD's native step for the same aggregator (``mtlbench / TorchJD`` in
+the loss weightings' table): at most about 1 means mtlbench costs no more than TorchJD for the same computation. The ``x no_coupling`` columns are cost
 ratios to the baseline's step (above 1: slower than summed losses), the figures of the cost column of
 docs/methods.md (mtlbench's default ``representation`` form). Run it on an idle machine.
 
 ``--check`` first verifies, for each method, that one step of mtlbench (``shared_parameters``) and one
 TorchJD step from identical initial weights give the backbone the same gradient and the same parameter
 update (to 5e-5 of the largest entry: float32 sums in another order); the heads differ by design (mtlbench weighs them, TorchJD's
-``mtl_backward`` gives each head its own gradient). That step is plain SGD (lr 1), not the timed Adam:
+``mtl_backward`` gives each head its own gradient). A loss weighting's check compares the step of the same weighted
+sum; ``rlw``'s is skipped, since its random weights cannot be drawn alike (TorchJD's ``Random`` draws float32 from
+the global generator, mtlbench float64 from a generator seeded by the run's seed and the step). That step is plain SGD (lr 1), not the timed Adam:
 Adam's first update, lr·g/(|g| + 1e-8), is about lr·sign(g), blind to the gradient's scale and flipped by
 float rounding on entries that are zero up to it, so it could not tell two steps apart. The exit
 status is 1 if a check fails.
@@ -53,6 +65,7 @@ from step_time import Setup, build_method, train_step
 from tabulate import tabulate
 from torch import Tensor, nn
 from torchjd import aggregation as A
+from torchjd import scalarization as S
 from torchjd.autojac import jac_to_grad, mtl_backward
 from torchjd.linalg import QuadprogProjector
 
@@ -65,6 +78,15 @@ from methods.weighting_support import step_seed
 #: The methods whose weighting is one of TorchJD's, in docs/methods.md's order.
 TORCHJD_METHODS: tuple[str, ...] = ("upgrad", "pcgrad", "cagrad", "nash_mtl", "imtl_g", "aligned_mtl", "dualproj",
                                     "mgda")
+#: The loss weightings TorchJD also implements, as scalarizers (torchjd.scalarization).
+SCALARIZER_METHODS: tuple[str, ...] = ("uw", "dwa", "rlw", "famo")
+#: Options that make mtlbench's step compute what TorchJD's does (uw: TorchJD's UW is ½e^{-s}L + ½s).
+LIKE_FOR_LIKE: dict[str, dict[str, str]] = {"uw": {"form": "regression"}} | {
+    name: {"gradients": "shared_parameters"} for name in TORCHJD_METHODS}
+#: Methods whose --check cannot compare one step, and why.
+CHECK_SKIPPED: dict[str, str] = {
+    "rlw": "its random weights cannot be drawn alike (TorchJD's Random: float32 from the global generator; "
+           "mtlbench: float64 from a generator seeded by the run's seed and the step)"}
 REFERENCE = "no_coupling"
 LR = 1e-3
 SEED = 0
@@ -98,9 +120,23 @@ def torchjd_aggregator(name: str, method: Method, n_tasks: int) -> nn.Module:
     return builders[name]()
 
 
+def torchjd_scalarizer(name: str, method: Method, n_tasks: int) -> nn.Module:
+    """TorchJD's scalarizer for mtlbench loss weighting ``name`` with ``method``'s hyperparameters."""
+    builders: dict[str, Callable[[], nn.Module]] = {
+        "uw": lambda: S.UW(n_tasks),
+        "dwa": lambda: S.DWA(temperature=method.temperature),
+        "rlw": lambda: S.Random(),
+        "famo": lambda: S.FAMO(n_tasks, lr=method.logit_lr, weight_decay=method.gamma),
+    }
+    if name not in builders:
+        raise ValueError(f"{name!r} is not a loss weighting TorchJD implements (one of {', '.join(SCALARIZER_METHODS)})")
+    return builders[name]()
+
+
 @dataclass
 class NativeSetup:
-    """One network trained by TorchJD's own step: backbone, heads, optimizer, aggregator, step counter.
+    """One network trained by TorchJD's own step: backbone, heads, optimizer, aggregator (or, for a loss
+    weighting, scalarizer), step counter.
 
     ``seed_of_step`` (None when timing): a function of the step giving the seed TorchJD's random draws
     (PCGrad's order) are taken under, so that a check draws the order mtlbench draws.
@@ -110,9 +146,10 @@ class NativeSetup:
     backbone: nn.Module
     heads: nn.ModuleDict
     optimizer: torch.optim.Optimizer
-    aggregator: nn.Module
+    aggregator: nn.Module | None
     problem: Problem
     seed_of_step: Callable[[int], int] | None = None
+    scalarizer: nn.Module | None = None
     steps: int = 0
     shared: list[nn.Parameter] = field(init=False)
     tasks_params: list[list[nn.Parameter]] = field(init=False)
@@ -125,23 +162,42 @@ class NativeSetup:
 def build_native(name: str, method: Method, backbone: str, problem: Problem, lr: float = LR, seed: int = SEED,
                  seed_of_step: Callable[[int], int] | None = None) -> NativeSetup:
     """The network :func:`step_time.build_method` builds (same backbone, heads and initial weights for ``seed``),
-    with Adam over all its parameters and TorchJD's aggregator for ``name`` with ``method``'s hyperparameters."""
+    with Adam over all its parameters (and a scalarizer's) and TorchJD's aggregator or scalarizer for ``name``
+    with ``method``'s hyperparameters."""
     torch.manual_seed(seed)
     net, width = create_backbone(backbone)
     heads = create_heads(problem.tasks, width)
     net.train()
     heads.train()
-    optimizer = torch.optim.Adam([*net.parameters(), *heads.parameters()], lr=lr)
-    aggregator = torchjd_aggregator(name, method, len(problem.tasks))
-    return NativeSetup(name, net, heads, optimizer, aggregator, problem, seed_of_step)
+    if name in SCALARIZER_METHODS:
+        aggregator, scalarizer = None, torchjd_scalarizer(name, method, len(problem.tasks))
+    else:
+        aggregator, scalarizer = torchjd_aggregator(name, method, len(problem.tasks)), None
+    extra = list(scalarizer.parameters()) if scalarizer is not None else []  # UW's log-variances
+    optimizer = torch.optim.Adam([*net.parameters(), *heads.parameters(), *extra], lr=lr)
+    return NativeSetup(name, net, heads, optimizer, aggregator, problem, seed_of_step, scalarizer=scalarizer)
+
+
+def native_losses(setup: NativeSetup, batch: Batch) -> tuple[Tensor, list[Tensor]]:
+    """The forward pass: the features z and each task's loss."""
+    features = setup.backbone(batch.inputs)
+    return features, [task_loss(setup.problem.task(t), setup.heads[t](features), batch.targets[t], batch.masks[t])
+                      for t in setup.problem.task_names]
 
 
 def native_step(setup: NativeSetup, batch: Batch) -> None:
-    """TorchJD's training step: forward, task losses, ``mtl_backward``, ``jac_to_grad``, the optimizer's step."""
+    """TorchJD's training step: forward, task losses, ``mtl_backward``, ``jac_to_grad``, the optimizer's step
+    (a loss weighting: the scalarized losses' backward, the step, and FAMO's update on the same batch)."""
     setup.optimizer.zero_grad(set_to_none=True)
-    features = setup.backbone(batch.inputs)
-    losses = [task_loss(setup.problem.task(t), setup.heads[t](features), batch.targets[t], batch.masks[t])
-              for t in setup.problem.task_names]
+    features, losses = native_losses(setup, batch)
+    if setup.scalarizer is not None:
+        setup.scalarizer(torch.stack(losses)).backward()
+        setup.optimizer.step()
+        if isinstance(setup.scalarizer, S.FAMO):
+            with torch.no_grad():
+                setup.scalarizer.update(torch.stack(native_losses(setup, batch)[1]))
+        setup.steps += 1
+        return
     mtl_backward(losses, features=features, tasks_params=setup.tasks_params, shared_params=setup.shared)
     if setup.seed_of_step is None:
         jac_to_grad(setup.shared, setup.aggregator)
@@ -200,11 +256,12 @@ def time_in_rounds(variants: Sequence[Timed], steps: int, warmup: int, rounds: i
 
 @dataclass
 class Row:
-    """One method's median ms per step in the three forms."""
+    """One method's median ms per step: mtlbench in TorchJD's form (``shared_parameters`` for an aggregator),
+    mtlbench's default form (None for a loss weighting, which has one), and TorchJD's step."""
 
     method: str
-    shared_parameters_ms: float
-    representation_ms: float
+    like_for_like_ms: float
+    default_ms: float | None
     torchjd_ms: float
 
 
@@ -215,46 +272,68 @@ def time_methods(methods: Sequence[str], backbone: str, problem: Problem, batch:
         return lambda: train_step(setup, batch, problem)
 
     reference = Timed(REFERENCE, loop(build_method(REFERENCE, backbone, problem, lr=LR, seed=SEED)))
-    variants: dict[str, tuple[Timed, Timed, Timed]] = {}
+    variants: dict[str, list[Timed]] = {}
     for name in methods:
-        shared = build_method(name, backbone, problem, lr=LR, seed=SEED, options={"gradients": "shared_parameters"})
-        representation = build_method(name, backbone, problem, lr=LR, seed=SEED)
-        native = build_native(name, shared.method, backbone, problem)
-        variants[name] = (Timed(f"{name} shared_parameters", loop(shared)),
-                          Timed(f"{name} representation", loop(representation)),
-                          Timed(f"{name} torchjd", lambda n=native: native_step(n, batch)))
-    time_in_rounds([reference, *(v for trio in variants.values() for v in trio)], steps, warmup, rounds)
-    return reference.ms, [Row(name, sp.ms, rep.ms, tjd.ms) for name, (sp, rep, tjd) in variants.items()]
+        alike = build_method(name, backbone, problem, lr=LR, seed=SEED, options=LIKE_FOR_LIKE.get(name, {}))
+        native = build_native(name, alike.method, backbone, problem)
+        variants[name] = [Timed(f"{name} like TorchJD", loop(alike)),
+                          Timed(f"{name} torchjd", lambda n=native: native_step(n, batch))]
+        if name in TORCHJD_METHODS:  # and mtlbench's default, gradients at the representation
+            variants[name].append(Timed(f"{name} representation",
+                                        loop(build_method(name, backbone, problem, lr=LR, seed=SEED))))
+    time_in_rounds([reference, *(v for group in variants.values() for v in group)], steps, warmup, rounds)
+    return reference.ms, [Row(name, group[0].ms, group[2].ms if len(group) > 2 else None, group[1].ms)
+                          for name, group in variants.items()]
 
 
-def format_table(reference_ms: float, rows: Sequence[Row]) -> str:
-    """The table: ms per step of each form, mtlbench (shared_parameters) over TorchJD, and each over no_coupling."""
-    headers = ["method", "mtlbench sp ms", "mtlbench repr ms", "TorchJD ms", "sp / TorchJD",
-               f"sp x {REFERENCE}", f"repr x {REFERENCE}", f"TorchJD x {REFERENCE}"]
-    table = [[REFERENCE, "-", f"{reference_ms:.1f}", "-", "-", "-", "1.00", "-"]]
-    for r in rows:
-        table.append([r.method, f"{r.shared_parameters_ms:.1f}", f"{r.representation_ms:.1f}", f"{r.torchjd_ms:.1f}",
-                      f"{r.shared_parameters_ms / r.torchjd_ms:.2f}", f"{r.shared_parameters_ms / reference_ms:.2f}",
-                      f"{r.representation_ms / reference_ms:.2f}", f"{r.torchjd_ms / reference_ms:.2f}"])
-    return tabulate(table, headers=headers, tablefmt="github", disable_numparse=True)
+def format_tables(reference_ms: float, rows: Sequence[Row]) -> str:
+    """The gradient weightings' table (ms per step of each form, mtlbench (shared_parameters) over TorchJD, each over
+    no_coupling), then the loss weightings' (mtlbench over TorchJD's scalarizer, each over no_coupling)."""
+    tables = []
+    aggregators = [r for r in rows if r.default_ms is not None]
+    if aggregators:
+        headers = ["method", "mtlbench sp ms", "mtlbench repr ms", "TorchJD ms", "sp / TorchJD",
+                   f"sp x {REFERENCE}", f"repr x {REFERENCE}", f"TorchJD x {REFERENCE}"]
+        table = [[REFERENCE, "-", f"{reference_ms:.1f}", "-", "-", "-", "1.00", "-"]]
+        for r in aggregators:
+            assert r.default_ms is not None
+            table.append([r.method, f"{r.like_for_like_ms:.1f}", f"{r.default_ms:.1f}", f"{r.torchjd_ms:.1f}",
+                          f"{r.like_for_like_ms / r.torchjd_ms:.2f}", f"{r.like_for_like_ms / reference_ms:.2f}",
+                          f"{r.default_ms / reference_ms:.2f}", f"{r.torchjd_ms / reference_ms:.2f}"])
+        tables.append(tabulate(table, headers=headers, tablefmt="github", disable_numparse=True))
+    scalarized = [r for r in rows if r.default_ms is None]
+    if scalarized:
+        headers = ["method", "mtlbench ms", "TorchJD ms", "mtlbench / TorchJD", f"mtlbench x {REFERENCE}",
+                   f"TorchJD x {REFERENCE}"]
+        table = [[REFERENCE, f"{reference_ms:.1f}", "-", "-", "1.00", "-"]]
+        for r in scalarized:
+            table.append([r.method, f"{r.like_for_like_ms:.1f}", f"{r.torchjd_ms:.1f}",
+                          f"{r.like_for_like_ms / r.torchjd_ms:.2f}", f"{r.like_for_like_ms / reference_ms:.2f}",
+                          f"{r.torchjd_ms / reference_ms:.2f}"])
+        tables.append(tabulate(table, headers=headers, tablefmt="github", disable_numparse=True))
+    return "\n\n".join(tables)
 
 
 # ----- the equivalence check ------------------------------------------------------------------
 @dataclass
 class Check:
     """One method's check: identical initial weights, and the largest relative differences of the backbone's
-    gradient and update between mtlbench (shared_parameters) and TorchJD."""
+    gradient and update between mtlbench (in TorchJD's form) and TorchJD; or why it was skipped."""
 
     method: str
-    same_init: bool
-    gradient_error: float
-    update_error: float
+    same_init: bool = True
+    gradient_error: float = 0.0
+    update_error: float = 0.0
+    skipped: str | None = None
 
     @property
     def passed(self) -> bool:
-        return self.same_init and self.gradient_error <= CHECK_TOLERANCE and self.update_error <= CHECK_TOLERANCE
+        return self.skipped is not None or (self.same_init and self.gradient_error <= CHECK_TOLERANCE
+                                            and self.update_error <= CHECK_TOLERANCE)
 
     def line(self) -> str:
+        if self.skipped is not None:
+            return f"check {self.method}: skipped ({self.skipped})"
         return (f"check {self.method}: {'ok' if self.passed else 'FAILED'} (same initial weights: {self.same_init}; "
                 f"backbone gradient max |diff| / max |grad| = {self.gradient_error:.1e}, "
                 f"update max |diff| / max |update| = {self.update_error:.1e}; tolerance {CHECK_TOLERANCE:.0e})")
@@ -283,15 +362,20 @@ def update_difference(start: Sequence[Tensor], got: Sequence[Tensor], want: Sequ
 
 
 def check_method(name: str, backbone: str, problem: Problem, batch: Batch) -> Check:
-    """One step of each from the same initial weights: mtlbench with ``gradients=shared_parameters`` and TorchJD's
-    step (PCGrad drawing the order mtlbench draws at that step) must give the backbone the same gradient and update."""
-    mtl = build_method(name, backbone, problem, lr=LR, seed=SEED, options={"gradients": "shared_parameters"})
+    """One step of each from the same initial weights: mtlbench in TorchJD's form (``gradients=shared_parameters``,
+    ``uw``'s ``form=regression``) and TorchJD's step (PCGrad drawing the order mtlbench draws at that step) must give
+    the backbone the same gradient and update."""
+    if name in CHECK_SKIPPED:
+        return Check(name, skipped=CHECK_SKIPPED[name])
+    mtl = build_method(name, backbone, problem, lr=LR, seed=SEED, options=LIKE_FOR_LIKE.get(name, {}))
     seed_of_step = (lambda step, s=int(mtl.method.seed): step_seed(s, step)) if name == "pcgrad" else None
     native = build_native(name, mtl.method, backbone, problem, seed_of_step=seed_of_step)
     mtl_params, native_params = list(mtl.model.backbone.parameters()), native.shared
     same_init = all(torch.equal(a, b) for a, b in zip(mtl_params, native_params, strict=True))
     mtl.optimizer = torch.optim.SGD(mtl.method.param_groups(mtl.model), lr=CHECK_LR)
-    native.optimizer = torch.optim.SGD([*native.backbone.parameters(), *native.heads.parameters()], lr=CHECK_LR)
+    extra = list(native.scalarizer.parameters()) if native.scalarizer is not None else []
+    native.optimizer = torch.optim.SGD([*native.backbone.parameters(), *native.heads.parameters(), *extra],
+                                       lr=CHECK_LR)
     start = [p.detach().clone() for p in mtl_params]
     train_step(mtl, batch, problem)
     native_step(native, batch)
@@ -303,8 +387,9 @@ def check_method(name: str, backbone: str, problem: Problem, batch: Batch) -> Ch
 # ----- command line ---------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", default=list(TORCHJD_METHODS), choices=TORCHJD_METHODS,
-                        metavar="NAME", help=f"TorchJD-backed methods (default: all: {' '.join(TORCHJD_METHODS)})")
+    every = [*TORCHJD_METHODS, *SCALARIZER_METHODS]
+    parser.add_argument("--methods", nargs="+", default=every, choices=every, metavar="NAME",
+                        help=f"methods TorchJD also implements (default: all: {' '.join(every)})")
     parser.add_argument("--backbone", default="smallcnn",
                         help="smallcnn or a timm name (resnet18, ...) (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
@@ -313,7 +398,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per variant first (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=5, help="turns the timed steps are split into, across the "
                         "variants (default: %(default)s)")
-    parser.add_argument("--check", action="store_true", help="first check that mtlbench (shared_parameters) and "
+    parser.add_argument("--check", action="store_true", help="first check that mtlbench (in TorchJD's form) and "
                         "TorchJD give the backbone the same update from the same weights; exit status 1 if not")
     args = parser.parse_args(argv)
     for flag, value, least in (("--batch-size", args.batch_size, 1), ("--image-size", args.image_size, 8),
@@ -324,7 +409,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print the settings, the check's lines (with --check) and the table; 1 if a check failed, else 0."""
+    """Print the settings, the check's lines (with --check) and the tables; 1 if a check failed, else 0."""
     args = parse_args(argv)
     methods = list(dict.fromkeys(args.methods))
     problem, batch = fully_annotated_batch(args.batch_size, args.image_size)
@@ -335,8 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"backbone={args.backbone} batch={args.batch_size} image={args.image_size}px steps={args.steps} "
           f"rounds={max(1, min(args.rounds, args.steps))} warmup={args.warmup} threads={torch.get_num_threads()} "
           f"optimizer=Adam(lr={LR}) fp32 cpu; median ms per step; sp = gradients=shared_parameters, "
-          f"repr = gradients=representation (default)")
-    print(format_table(reference_ms, rows))
+          f"repr = gradients=representation (default); uw with form=regression (TorchJD's UW)")
+    print(format_tables(reference_ms, rows))
     return 0 if all(check.passed for check in checks) else 1
 
 
