@@ -16,7 +16,9 @@ import textwrap
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -29,6 +31,8 @@ from results import RunRecord
 
 log = logging.getLogger(__name__)
 FORMATS = ("png", "pdf")
+#: Hatches of the bar series past the 20 colours of tab20.
+HATCHES = ("//", "..", "xx", "\\\\")
 
 
 def save(fig: Figure, stem: Path) -> list[Path]:
@@ -43,6 +47,17 @@ def save(fig: Figure, stem: Path) -> list[Path]:
         fig.savefig(path, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if path.suffix == ".pdf" else None)
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
+
+
+def bar_style(index: int, count: int) -> dict[str, Any]:
+    """Colour (and hatch) of bar series ``index`` of ``count``, none two alike: matplotlib's default cycle up to
+    10 series, its 20-colour ``tab20`` up to 20, then ``tab20`` again with hatching (a method zoo has 16 or more)."""
+    if count <= 10:
+        return {"color": f"C{index}"}
+    style: dict[str, Any] = {"color": matplotlib.colormaps["tab20"](index % 20)}
+    if index >= 20:
+        style["hatch"] = HATCHES[(index // 20 - 1) % len(HATCHES)]
+    return style
 
 
 def relative_difference_figure(block: Block, stem: Path, spread_kind: str = "std") -> list[Path]:
@@ -64,7 +79,8 @@ def relative_difference_plot(block: Block, spread_kind: str = "std") -> Figure:
         errors = [spread(d, spread_kind) or np.nan for d in diffs]  # NaN: no error bar on a single run
         x = np.arange(len(columns)) - 0.4 + width * (i + 0.5)
         runs = max((len(d) for d in diffs), default=0)
-        ax.bar(x, means, width, yerr=errors, capsize=3, label=f"{variant_label(variant, variants)} (n={runs})")
+        ax.bar(x, means, width, yerr=errors, capsize=3, label=f"{variant_label(variant, variants)} (n={runs})",
+               **bar_style(i, len(others)))
     ax.axhline(0.0, color="black", linewidth=0.8)
     low, high = ax.get_ylim()
     ax.set_ylim(min(low, -1.0), max(high, 1.0))

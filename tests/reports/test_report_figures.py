@@ -8,9 +8,9 @@ from matplotlib.container import BarContainer
 from matplotlib.image import imread
 
 from reports import build_blocks
-from reports.figures import (relatedness_figure, relatedness_plot, relative_difference_figure,
+from reports.figures import (bar_style, relatedness_figure, relatedness_plot, relative_difference_figure,
                              relative_difference_plot, training_curves_figure, training_curves_plot)
-from tests.reports.report_store import record, toy_records
+from tests.reports.report_store import record, single_tasks, toy_records
 
 
 def _history(epochs: int, start: float, extra: bool = False) -> list[dict]:
@@ -48,6 +48,27 @@ def test_relative_difference_bars(tmp_path):
     no_coupling = next(c for c in ax.containers if isinstance(c, BarContainer))  # classes accuracy: below zero
     assert no_coupling.patches[0].get_height() == pytest.approx(100 * (-.05 / .6 - .04 / .62 - .06 / .64) / 3)
     _assert_written(relative_difference_figure(block, tmp_path / "bars"), tmp_path)
+
+
+@pytest.mark.parametrize("count", [3, 10, 11, 16, 20, 21, 45])
+def test_bar_styles_are_all_different(count):
+    """Up to 10 series keep matplotlib's default colours (figures drawn before stay byte for byte); more get tab20,
+    then tab20 with hatches: no two series look alike."""
+    styles = [bar_style(i, count) for i in range(count)]
+    keys = {(str(s["color"]), s.get("hatch")) for s in styles}
+    assert len(keys) == count
+    if count <= 10:
+        assert [s["color"] for s in styles] == [f"C{i}" for i in range(count)]
+
+
+def test_a_method_zoo_gets_a_bar_colour_each(tmp_path):
+    """16 methods against single-task (as the zoo on CAD): every bar series has a colour of its own."""
+    runs = single_tasks(0, (.60, .50), (.80, .90))
+    runs += [record(f"method{i:02d}", 0, {"classes": (.5 + i / 100, .5), "attributes": (.8, .9)}) for i in range(16)]
+    (block,) = build_blocks(runs, ["toy"])
+    ax = relative_difference_plot(block).axes[0]
+    colours = [tuple(c.patches[0].get_facecolor()) for c in ax.containers if isinstance(c, BarContainer)]
+    assert len(colours) == 16 and len(set(colours)) == 16
 
 
 def test_training_curves(tmp_path):
