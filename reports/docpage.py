@@ -39,6 +39,7 @@ from reports.layouts import LAYOUTS, build_tables
 from reports.render import render
 from reports.spec import Baseline
 from reports.table import ReportOptions
+from reports.training_terms import term_values
 from results import COMPLETED, RunRecord, read_jsonl
 
 #: A marker line, the generated body, the closing line; markers start a line (prose may mention them).
@@ -146,35 +147,21 @@ def variants(runs: list[RunRecord]) -> dict[tuple[str, str], list[RunRecord]]:
 
 
 def loss_terms(runs: list[RunRecord]) -> str:
-    """Per method and options: each training-loss term's mean over the runs, at the first and at the chosen epoch.
-
-    A term is what the loop logs in ``history[e]["train_loss"]``, each the epoch's mean over the steps that
-    computed it: the addends of the objective as the method's ``losses`` hook returns them (a coupling term
-    times its lambda; a loss-weighting method's task losses times its weights), and a gradient-weighting
-    method's task weights (``weight/<task>``; its task losses are logged unweighted, the weights acting on
-    the gradients). Side by side, they show which term dominates the objective, where a weighting put its
-    weight, and how far each task's loss fell by the epoch the run chose.
-    A run without a history, or without its chosen epoch in it, is left out (and counted).
+    """Per method and options: each training-loss term's mean over the runs, at the first and at the chosen epoch,
+    in one row (:mod:`reports.training_terms` says what the terms are; ``report --layout losses`` gives each its
+    row, with its spread). A run without a history, or without its chosen epoch in it, is left out (and counted).
     """
     rows = ["| method | options | runs | logged training term: first epoch → chosen epoch (mean over runs) |",
             "|---|---|---|---|"]
     skipped = 0
     for (method, options), group in variants(runs).items():
-        firsts, chosen = [], []
-        for r in group:
-            by_epoch = {e.get("epoch"): e.get("train_loss") or {} for e in r.history}
-            if not by_epoch or r.best_epoch not in by_epoch:
-                skipped += 1
-                continue
-            firsts.append(r.history[0].get("train_loss") or {})
-            chosen.append(by_epoch[r.best_epoch])
-        if not firsts:
+        values, left_out = term_values(group)
+        skipped += left_out
+        if len(group) == left_out:
             continue
-        terms = sorted(set().union(*firsts, *chosen))
-        cells = "; ".join(f"{t} {statistics.mean(f[t] for f in firsts if t in f):.3f} → "
-                          f"{statistics.mean(c[t] for c in chosen if t in c):.3f}"
-                          for t in terms if any(t in f for f in firsts) and any(t in c for c in chosen))
-        rows.append(f"| {method} | {options} | {len(firsts)} | {cells} |")
+        cells = "; ".join(f"{term} {statistics.mean(first):.3f} → {statistics.mean(chosen):.3f}"
+                          for term, (first, chosen) in values.items())
+        rows.append(f"| {method} | {options} | {len(group) - left_out} | {cells} |")
     note = f" {skipped} runs without their chosen epoch in the history are left out." if skipped else ""
     return "\n".join(rows) + ("\n\nEach term as the method adds it to the objective (a loss-weighting method's "
                                "task losses weighted); weight/<task>: a gradient-weighting method's task weight, its "

@@ -17,10 +17,11 @@ from reports.negative_transfer import negative_transfer
 from reports.spec import ANY, EXPECTED_VALUES, LAYOUT_ROWS, METRIC_LABELS, SINGLE_TASK, TASK_ROLES, RowSpec, matches
 from reports.stats import ADJUSTMENTS, SPREADS, TESTS, Stat
 from reports.table import Cell, ReportOptions, Row, Table, adjust_p_values, legend
+from reports.training_terms import training_terms
 from reports.versus import versus
 from results import RunRecord
 
-LAYOUTS = ("negative-transfer", "versus", "table2", "table3", "table4", "table5")
+LAYOUTS = ("negative-transfer", "versus", "table2", "table3", "table4", "table5", "losses")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ def build_tables(records: Iterable[RunRecord], layout: str, dbs: Iterable[str] |
         what = ", ".join(dbs) if dbs else "any db"
         raise ValueError(f"no completed run of {what}{f' with backbone {backbone}' if backbone else ''} "
                          f"in the store; train some with 'python -m benchmark run ...'")
+    if layout == "losses":  # what the runs optimised: no test, nothing to adjust; blocks without a history left out
+        tables = [training_terms(b, options) for b in blocks]
+        return [t for t in tables if t.rows] or tables[:1]
     if layout in ("negative-transfer", "versus"):
         per_block = negative_transfer if layout == "negative-transfer" else versus
         left_out = [] if layout == "negative-transfer" else without_baseline(blocks, options)

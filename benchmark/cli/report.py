@@ -16,14 +16,16 @@ if TYPE_CHECKING:
     from reports import Baseline, ReportOptions
 
 #: ``report --layout`` values (reports.LAYOUTS, spelled out so the parser needs no plotting imports).
-REPORT_LAYOUTS = ["negative-transfer", "versus", "table2", "table3", "table4", "table5"]
+REPORT_LAYOUTS = ["negative-transfer", "versus", "table2", "table3", "table4", "table5", "losses"]
 
 
 def add_arguments(rep: argparse.ArgumentParser) -> None:
     """Which runs, which layout and format, the statistics, and what to write besides the printed table."""
     rep.add_argument("--db", nargs="+", help="one or more dbs (default: every db in the store)")
     rep.add_argument("--backbone", help="only runs with this backbone")
-    rep.add_argument("--layout", choices=REPORT_LAYOUTS, default="negative-transfer", help="default: %(default)s")
+    rep.add_argument("--layout", choices=REPORT_LAYOUTS, default="negative-transfer",
+                     help="losses: each method's logged training terms (losses, coupling terms, task weights) at the "
+                          "first and the chosen epoch; default: %(default)s")
     rep.add_argument("--versus", metavar="METHOD[:KEY=VALUE,...]",
                      help="--layout versus: the baseline, in each db the variant of METHOD with these options (e.g. "
                           "no_coupling, dmsca:lambda_dm=1.0); every other variant is compared with it run by run")
@@ -102,6 +104,9 @@ def check_versus_flags(args: argparse.Namespace) -> None:
                          "one is compared with (e.g. --versus no_coupling)")
     if args.versus and args.layout != "versus":
         raise ValueError(f"--versus is for --layout versus (not {args.layout}); add --layout versus")
+    if args.layout == "losses" and args.per_run:
+        raise ValueError("--per-run is for the negative-transfer layout; --layout losses gives the mean ± spread of "
+                         "each term over the runs (n in the caption or in each cell)")
     if args.layout == "versus" and args.per_run:
         raise ValueError("--per-run is for the negative-transfer layout; --layout versus pairs the runs already "
                          "(its W/T/L columns count them)")

@@ -50,16 +50,28 @@ def single_tasks(seed: int, classes: tuple[float, float], attributes: tuple[floa
             record("single_task", seed, {"attributes": attributes}, options={"task": "attributes"}, **kw)]
 
 
-def toy_records() -> list[RunRecord]:
-    """Every run of the hand-made store."""
+def training_history(seed: int, coupling: bool = False) -> list[dict[str, Any]]:
+    """Three epochs of logged training terms (the chosen one, epoch 1, in the middle): classes 2.0 → 1.0 + seed/10,
+    attributes 0.5 → 0.2; with ``coupling`` also coupling/dm 4.0 → 3.0 - seed."""
+    def terms(epoch: int) -> dict[str, float]:
+        out = {"classes": [2.0, 1.0 + seed / 10, 0.5][epoch], "attributes": [0.5, 0.2, 0.1][epoch]}
+        return out | ({"coupling/dm": [4.0, 3.0 - seed, 2.0][epoch]} if coupling else {})
+    return [{"epoch": e, "train_loss": terms(e)} for e in range(3)]
+
+
+def toy_records(histories: bool = False) -> list[RunRecord]:
+    """Every run of the hand-made store; with ``histories``, toy's no_coupling and dmsca (domain) runs log
+    :func:`training_history` (the losses layout's input)."""
     runs = []
     st = {0: ((.60, .50), (.80, .90)), 1: ((.62, .52), (.80, .91)), 2: ((.64, .54), (.83, .92))}
     nc = {0: ((.55, .52), (.82, .90)), 1: ((.58, .53), (.83, .92)), 2: ((.58, .55), (.85, .93))}
     for seed in (0, 1, 2):
         runs += single_tasks(seed, *st[seed])
-        runs.append(record("no_coupling", seed, dict(zip(("classes", "attributes"), nc[seed]))))
+        runs.append(record("no_coupling", seed, dict(zip(("classes", "attributes"), nc[seed])),
+                           history=training_history(seed) if histories else None))
         runs.append(record("dmsca", seed, {"classes": (.66 + seed / 100, .57), "attributes": (.86, .94)},
-                           options={"relatedness": "domain", "lambda_dm": 1.0}))
+                           options={"relatedness": "domain", "lambda_dm": 1.0},
+                           history=training_history(seed, coupling=True) if histories else None))
         runs.append(record("student_teacher", seed, {"classes": (.61 + seed / 50, .53), "attributes": (.81, .90)}))
     for seed in (0, 1):
         runs.append(record("dmsca", seed, {"classes": (.63, .55), "attributes": (.84, .93)},

@@ -146,3 +146,26 @@ def test_tables_name_the_pretrained_weights(pretrained, label):
     run.config["pretrained"] = pretrained
     (block,) = build_blocks([run])
     assert block.label == "tiny" + (f" [{label}]" if label else "")
+
+
+def test_the_losses_layout_prints_each_methods_training_terms(tmp_path, capsys):
+    """``--layout losses``: a row per method and logged term, mean ± std at the first and at the chosen epoch (worked
+    out from ``report_store.training_history``); CSV carries the numbers unrounded; --per-run is refused with the reason."""
+    with ResultsStore(tmp_path / "results.sqlite") as store:
+        for run in toy_records(histories=True):
+            store.put(run)
+    assert report(tmp_path, "--db", "toy", "--layout", "losses") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("### Training terms on toy (tiny).")
+    row = next(line for line in out.splitlines() if "coupling/dm" in line)
+    assert row.split("|")[1:-1] == [" dmsca       ", " relatedness=domain ", " coupling/dm ", " 4.000 ± 0.000 ",
+                                    " 2.000 ± 1.000  "], row
+    assert "17 runs without their chosen epoch in the history are left out." in out
+    assert report(tmp_path, "--db", "toy", "--layout", "losses", "--format", "csv") == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    chosen = next(r for r in rows if r["method"] == "no_coupling" and r["term"] == "classes"
+                  and r["column"] == "chosen epoch")
+    assert float(chosen["mean"]) == pytest.approx(1.1) and float(chosen["spread"]) == pytest.approx(0.1)
+    assert chosen["n"] == "3"
+    assert report(tmp_path, "--db", "toy", "--layout", "losses", "--per-run") == 2
+    assert "--per-run is for the negative-transfer layout" in capsys.readouterr().err

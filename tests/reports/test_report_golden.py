@@ -24,7 +24,8 @@ OPTIONS = {"versus": ReportOptions(versus=Baseline("no_coupling"))}
 
 
 def _render(layout: str, fmt: str) -> str:
-    return render(build_tables(toy_records(), layout, options=OPTIONS.get(layout, ReportOptions())), fmt)
+    records = toy_records(histories=layout == "losses")
+    return render(build_tables(records, layout, options=OPTIONS.get(layout, ReportOptions())), fmt)
 
 
 @pytest.mark.parametrize("fmt", ["markdown", "latex"])
