@@ -1,4 +1,4 @@
-"""Time mtlbench's gradient and loss weightings against TorchJD's own training step on the same model, batch and optimizer.
+"""Time mtlbench's gradient and loss weightings against TorchJD's own step on the same model, batch and optimizer.
 
 A script, not a test: timings depend on the machine. For each TorchJD-backed method (``upgrad``,
 ``pcgrad``, ``cagrad``, ``nash_mtl``, ``imtl_g``, ``aligned_mtl``, ``dualproj``, ``mgda``) it times
@@ -36,16 +36,18 @@ turn (as ``python -m benchmark bench`` does), so a change of the machine's load 
 
 How to read it: every figure is the median wall time of one step in ms. ``sp / TorchJD`` is mtlbench's
 ``shared_parameters`` step over TorchJD's native step for the same aggregator (``mtlbench / TorchJD`` in
-the loss weightings' table): at most about 1 means mtlbench costs no more than TorchJD for the same computation. The ``x no_coupling`` columns are cost
-ratios to the baseline's step (above 1: slower than summed losses), the figures of the cost column of
-docs/methods.md (mtlbench's default ``representation`` form). Run it on an idle machine.
+the loss weightings' table): at most about 1 means mtlbench costs no more than TorchJD for the same
+computation. The ``x no_coupling`` columns are cost ratios to the baseline's step (above 1: slower than
+summed losses), the figures of the cost column of docs/methods.md (mtlbench's default ``representation``
+form). Run it on an idle machine.
 
 ``--check`` first verifies, for each method, that one step of mtlbench (``shared_parameters``) and one
 TorchJD step from identical initial weights give the backbone the same gradient and the same parameter
-update (to 5e-5 of the largest entry: float32 sums in another order); the heads differ by design (mtlbench weighs them, TorchJD's
-``mtl_backward`` gives each head its own gradient). A loss weighting's check compares the step of the same weighted
-sum; ``rlw``'s is skipped, since its random weights cannot be drawn alike (TorchJD's ``Random`` draws float32 from
-the global generator, mtlbench float64 from a generator seeded by the run's seed and the step). That step is plain SGD (lr 1), not the timed Adam:
+update (to 5e-5 of the largest entry: float32 sums in another order); the heads differ by design
+(mtlbench weighs them, TorchJD's ``mtl_backward`` gives each head its own gradient). A loss weighting's
+check compares the step of the same weighted sum; ``rlw``'s is skipped, since its random weights cannot be
+drawn alike (TorchJD's ``Random`` draws float32 from the global generator, mtlbench float64 from a
+generator seeded by the run's seed and the step). That step is plain SGD (lr 1), not the timed Adam:
 Adam's first update, lr·g/(|g| + 1e-8), is about lr·sign(g), blind to the gradient's scale and flipped by
 float rounding on entries that are zero up to it, so it could not tell two steps apart. The exit
 status is 1 if a check fails.
@@ -129,7 +131,8 @@ def torchjd_scalarizer(name: str, method: Method, n_tasks: int) -> nn.Module:
         "famo": lambda: S.FAMO(n_tasks, lr=method.logit_lr, weight_decay=method.gamma),
     }
     if name not in builders:
-        raise ValueError(f"{name!r} is not a loss weighting TorchJD implements (one of {', '.join(SCALARIZER_METHODS)})")
+        raise ValueError(f"{name!r} is not a loss weighting TorchJD implements "
+                         f"(one of {', '.join(SCALARIZER_METHODS)})")
     return builders[name]()
 
 
