@@ -1,4 +1,4 @@
-"""Tables from stored runs: the negative-transfer table, the versus table, the paper's Tables 2-5 and the training terms.
+"""Tables from stored runs: negative transfer, versus, the paper's Tables 2-5, and the training terms (losses).
 
 Kollias, Sharmanska & Zafeiriou (AAAI-24): Table 2 compares ST / NC MT / S-T NC MT / C MT (DM) /
 C MT (DB) on the task pairings, Table 3 ablates the coupling losses per relatedness source, Table 4
