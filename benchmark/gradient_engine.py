@@ -64,9 +64,7 @@ def weighted_backward(method: Method, losses: dict[str, Tensor], ctx: StepContex
     elif request.wrt == "shared_parameters" and active and not extras:  # the rows cover the whole backbone
         apply_at_parameters(weights, active, losses, rows, reached, params, ctx)
     else:  # Σ_t w_t L_t (+ other terms, which need their own backward anyway): heads weighted too
-        stacked = torch.stack([losses[t] for t in tasks])  # (T,)
-        factors = torch.tensor([weights[t] for t in tasks], dtype=stacked.dtype, device=stacked.device)
-        total = (factors * stacked).sum() + (torch.stack(extras).sum() if extras else 0.0)
+        total = weighted_task_sum(losses, weights) + (torch.stack(extras).sum() if extras else 0.0)
         total.backward()
     if result.loss is not None:  # the method's own parameters (GradNorm's weights), scaled like every gradient
         (result.loss * ctx.loss_scale).backward()
@@ -184,12 +182,6 @@ def requested_parameters(request: GradientRequest, ctx: StepContext, cache: dict
     return [weight]
 
 
-def parameter_gradients(losses: list[Tensor], params: list[nn.Parameter], loss_scale: float) -> Tensor:
-    """(T, N) unscaled gradients of ``losses`` with respect to ``params``, flattened, of the global batch,
-    in the parameters' dtype (:func:`local_parameter_rows` then :func:`global_rows`)."""
-    return global_rows(local_parameter_rows(losses, params)[0], loss_scale)
-
-
 def local_parameter_rows(losses: list[Tensor], params: list[nn.Parameter]) -> tuple[Tensor, list[bool]]:
     """(T, N) gradients of ``losses`` with respect to ``params`` as this process computes them (loss scale
     included), flattened in order in the parameters' dtype (zeros for a parameter a loss does not reach),
@@ -238,9 +230,14 @@ def apply_at_parameters(weights: dict[str, float], active: list[str], losses: di
     shared = {id(p) for p in params}
     others = [p for p in ctx.model.parameters() if p.requires_grad and id(p) not in shared]
     if others:  # the heads' gradients: the backward of Σ_t w_t L_t stops where no input lies further back
-        stacked = torch.stack([losses[t] for t in weights])  # (T,), every task (an absent one at weight 0)
-        factors = torch.tensor(list(weights.values()), dtype=stacked.dtype, device=stacked.device)
-        torch.autograd.backward((factors * stacked).sum(), inputs=others)
+        torch.autograd.backward(weighted_task_sum(losses, weights), inputs=others)
+
+
+def weighted_task_sum(losses: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
+    """Σ_t w_t L_t over every task of ``weights`` (an absent one at weight 0, so its head still gets zeros)."""
+    stacked = torch.stack([losses[t] for t in weights])  # (T,)
+    factors = torch.tensor(list(weights.values()), dtype=stacked.dtype, device=stacked.device)
+    return (factors * stacked).sum()
 
 
 def last_shared_layer(model: nn.Module, shared: Sequence[nn.Parameter], output: Tensor) -> str:

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import benchmark.gradient_engine as engine
-from benchmark.gradient_engine import (as_weighting, is_annotated, last_shared_layer, parameter_gradients,
-                                       representation_gram, weighted_backward)
+from benchmark.gradient_engine import (as_weighting, global_rows, is_annotated, last_shared_layer,
+                                       local_parameter_rows, representation_gram, weighted_backward)
 from benchmark.tasks import Batch, Problem, TaskSpec
 from methods import Method, MultiTaskModel, StepContext
 from methods.base import GradientRequest, TaskGradients, Weighting
@@ -318,15 +318,21 @@ def test_shared_parameter_rows_keep_unused_parameters_as_zero_blocks() -> None:
     torch.testing.assert_close(seen.gram, torch.tensor([[110.0, 22.0], [22.0, 220.0]], dtype=F64), rtol=0, atol=0)
 
 
-def test_parameter_gradients_directly() -> None:
-    """One row per loss, in the parameters' dtype (float32 here), divided by the loss scale; none: 0 x 0 float64."""
+def test_parameter_rows_directly() -> None:
+    """One row per loss, in the parameters' dtype (float32 here), divided by the loss scale once made global; which
+    parameters a loss reaches (not ``spare``); none: 0 x 0 float64."""
     model = make_model(dtype=torch.float32)
     out = model(X.float())
     losses = task_losses(out.logits, linear=True)
     params = list(model.shared_parameters())
+
+    def parameter_gradients(chosen: list[Tensor], wrt: list[Tensor], scale: float) -> Tensor:
+        return global_rows(local_parameter_rows(chosen, wrt)[0], scale)
+
     vectors = parameter_gradients([losses["a"], losses["b"]], params, 2.0)
     assert vectors.dtype == torch.float32
     torch.testing.assert_close(vectors, torch.tensor(SHARED_ROWS) / 2.0, rtol=0, atol=0)
+    assert local_parameter_rows([losses["a"], losses["b"]], params)[1] == [False, True, True]  # spare, W, b
     single = parameter_gradients([losses["b"]], [model.backbone.lin.bias], 1.0)
     torch.testing.assert_close(single, torch.tensor([[6.0, -2.0]]), rtol=0, atol=0)
     pair = parameter_gradients([losses["a"]], backbone_used(model), 1.0)  # two blocks: W then b
