@@ -275,18 +275,19 @@ def time_methods(methods: Sequence[str], backbone: str, problem: Problem, batch:
         return lambda: train_step(setup, batch, problem)
 
     reference = Timed(REFERENCE, loop(build_method(REFERENCE, backbone, problem, lr=LR, seed=SEED)))
-    variants: dict[str, list[Timed]] = {}
+    forms: dict[str, dict[str, Timed]] = {}  # method -> form ("like_torchjd", "torchjd", "representation") -> timing
     for name in methods:
         alike = build_method(name, backbone, problem, lr=LR, seed=SEED, options=LIKE_FOR_LIKE.get(name, {}))
         native = build_native(name, alike.method, backbone, problem)
-        variants[name] = [Timed(f"{name} like TorchJD", loop(alike)),
-                          Timed(f"{name} torchjd", lambda n=native: native_step(n, batch))]
+        forms[name] = {"like_torchjd": Timed(f"{name} like TorchJD", loop(alike)),
+                       "torchjd": Timed(f"{name} torchjd", lambda n=native: native_step(n, batch))}
         if name in TORCHJD_METHODS:  # and mtlbench's default, gradients at the representation
-            variants[name].append(Timed(f"{name} representation",
-                                        loop(build_method(name, backbone, problem, lr=LR, seed=SEED))))
-    time_in_rounds([reference, *(v for group in variants.values() for v in group)], steps, warmup, rounds)
-    return reference.ms, [Row(name, group[0].ms, group[2].ms if len(group) > 2 else None, group[1].ms)
-                          for name, group in variants.items()]
+            forms[name]["representation"] = Timed(f"{name} representation",
+                                                  loop(build_method(name, backbone, problem, lr=LR, seed=SEED)))
+    time_in_rounds([reference, *(t for timed in forms.values() for t in timed.values())], steps, warmup, rounds)
+    return reference.ms, [Row(name, timed["like_torchjd"].ms,
+                              timed["representation"].ms if "representation" in timed else None, timed["torchjd"].ms)
+                          for name, timed in forms.items()]
 
 
 def format_tables(reference_ms: float, rows: Sequence[Row]) -> str:
